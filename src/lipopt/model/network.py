@@ -1,0 +1,155 @@
+"""Feed-forward network as a chain of affine maps with elementwise activations.
+
+f(x) = W_{L-1} sigma(... sigma(W_0 x + b_0) ...) + b_{L-1}; hidden layer l (1-based) has
+pre-activation z_l = W_{l-1} x_{l-1} + b_{l-1}. Weights are scipy.sparse CSR arrays (pruned and
+convolutional layers stay sparse end to end); the last layer is affine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError
+from .activations import Activation, check_activation
+
+
+@dataclass(frozen=True)
+class Network:
+    weights: tuple[sp.csr_array, ...]
+    biases: tuple[np.ndarray, ...]
+    activations: tuple[Activation, ...]  # one per hidden layer: len(weights) - 1
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden (activated) layers d; the polynomial has degree d + 1."""
+        return len(self.weights) - 1
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """(n_0, n_1, ..., n_L): input width, hidden widths, output width."""
+        return (self.weights[0].shape[1],) + tuple(W.shape[0] for W in self.weights)
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(W.nnz for W in self.weights) + sum(b.size for b in self.biases))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate f on a batch x of shape (N, n_0)."""
+        return self.forward_with_preactivations(x)[0]
+
+    def forward_with_preactivations(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        h = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        zs = []
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            z = (W @ h.T).T + b
+            if l < self.depth:
+                zs.append(z)
+                h = activation_value(self.activations[l], z)
+            else:
+                h = z
+        return h, zs
+
+    def gradient(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Gradient of c^T f at each row of x: W_0^T D_1 ... W_{L-1}^T c, shape (N, n_0)."""
+        _, zs = self.forward_with_preactivations(x)
+        g = np.tile(np.asarray(c, dtype=np.float64), (zs[0].shape[0] if zs else 1, 1))
+        for l in range(self.depth, -1, -1):
+            g = (self.weights[l].T @ g.T).T
+            if l > 0:
+                g = g * activation_slope(self.activations[l - 1], zs[l - 1])
+        return g
+
+
+def activation_value(act: Activation, z: np.ndarray) -> np.ndarray:
+    if act.name == "relu":
+        return np.maximum(z, 0.0)
+    raise InvalidInputError(f"no forward rule for activation {act.name!r}")
+
+
+def activation_slope(act: Activation, z: np.ndarray) -> np.ndarray:
+    if act.name == "relu":
+        return (z > 0).astype(np.float64)
+    raise InvalidInputError(f"no derivative rule for activation {act.name!r}")
+
+
+def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str] | None = None,
+                  source: str = "model") -> Network:
+    """Validate and convert arrays into a Network (weights shape (out, in), finite values).
+
+    Every check raises InvalidInputError naming what was expected and what was received.
+    """
+    if len(weights) == 0:
+        raise InvalidInputError(f"{source}: no layers")
+    if len(weights) != len(biases):
+        raise InvalidInputError(f"{source}: {len(weights)} weight matrices but {len(biases)} bias vectors")
+    Ws, bs = [], []
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        W = sp.csr_array(W, dtype=np.float64) if sp.issparse(W) else _dense_2d(W, f"{source}: W{l}")
+        b = np.asarray(b, dtype=np.float64)
+        if W.ndim != 2:
+            raise InvalidInputError(f"{source}: W{l} must be 2-D (out, in), got shape {W.shape}")
+        if b.ndim != 1 or b.shape[0] != W.shape[0]:
+            raise InvalidInputError(f"{source}: b{l} must have shape ({W.shape[0]},), got {b.shape}")
+        if l > 0 and W.shape[1] != Ws[-1].shape[0]:
+            raise InvalidInputError(
+                f"{source}: W{l} has {W.shape[1]} inputs but layer {l - 1} has {Ws[-1].shape[0]} outputs")
+        if W.shape[0] == 0 or W.shape[1] == 0:
+            raise InvalidInputError(f"{source}: W{l} has an empty shape {W.shape}")
+        data = W.data if sp.issparse(W) else W
+        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(b))):
+            raise InvalidInputError(f"{source}: layer {l} contains NaN or Inf")
+        W = sp.csr_array(W)
+        W.eliminate_zeros()
+        W.sort_indices()
+        Ws.append(W)
+        bs.append(b)
+    names = ["relu"] * (len(Ws) - 1) if activations is None else list(activations)
+    if len(names) != len(Ws) - 1:
+        raise InvalidInputError(
+            f"{source}: {len(Ws) - 1} hidden layers but {len(names)} activations given")
+    return Network(tuple(Ws), tuple(bs), tuple(check_activation(a) for a in names))
+
+
+def _dense_2d(W, what: str) -> np.ndarray:
+    try:
+        return np.asarray(W, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} is not a numeric array ({exc})") from None
+
+
+def output_vector(net: Network, output: int | None = None, margin: tuple[int, int] | None = None,
+                  c: np.ndarray | None = None) -> np.ndarray:
+    """The vector c selecting the scalar output c^T f: an index, a margin e_i - e_j, or c itself."""
+    m = net.widths[-1]
+    given = sum(v is not None for v in (output, margin, c))
+    if given > 1:
+        raise InvalidInputError("give at most one of output, margin, c")
+    if given == 0:
+        if m != 1:
+            raise InvalidInputError(
+                f"the model has {m} outputs; select one with --output I, --margin I J or a vector c")
+        return np.ones(1)
+    vec = np.zeros(m)
+    if output is not None:
+        _check_index(output, m, "output")
+        vec[output] = 1.0
+    elif margin is not None:
+        i, j = margin
+        _check_index(i, m, "margin")
+        _check_index(j, m, "margin")
+        if i == j:
+            raise InvalidInputError("margin needs two different outputs")
+        vec[i], vec[j] = 1.0, -1.0
+    else:
+        vec = np.asarray(c, dtype=np.float64).ravel()
+        if vec.shape != (m,) or not np.all(np.isfinite(vec)):
+            raise InvalidInputError(f"c must be a finite vector of length {m}, got shape {vec.shape}")
+    return vec
+
+
+def _check_index(i, m: int, what: str) -> None:
+    if not isinstance(i, (int, np.integer)) or not 0 <= i < m:
+        raise InvalidInputError(f"{what} index {i!r} out of range: the model has {m} outputs (0..{m - 1})")
