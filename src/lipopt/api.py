@@ -24,6 +24,7 @@ from .solvers import SOLUTION_PRESENT, solve_lp
 NORMS = ("inf", "2", "1")
 UPPER_METHODS = ("lp", "product", "exact")
 LP_NORMS = ("inf",)
+AUTO_SIMPLEX_COLUMNS = 100_000  # measured crossover point, see benchmarks/bench_lp.py
 
 
 def _check_norm(norm) -> str:
@@ -35,7 +36,7 @@ def _check_norm(norm) -> str:
 
 def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None = None,
                 output: int | None = None, margin: tuple[int, int] | None = None, c=None,
-                cliques: str | list = "inputs", solver: str = "highs", lp_method: str = "ipm",
+                cliques: str | list = "inputs", solver: str = "highs", lp_method: str = "auto",
                 coverage: str = "enlarge", time_limit: float | None = None,
                 max_columns: int = DEFAULT_MAX_COLUMNS, lower: bool = True, samples: int = 4096,
                 seed: int = 0) -> Result:
@@ -122,6 +123,8 @@ def _lp_bound(net: Network, vec, degree, cliques, solver, lp_method, coverage, t
     structure, added = covering_structure(poly, clique_list, degree, coverage, max_columns)
     lp = krivine_lp(poly, structure)
     timings["build"] = time.perf_counter() - t0
+    if lp_method == "auto":
+        lp_method = "simplex" if lp.shape[1] <= AUTO_SIMPLEX_COLUMNS else "ipm-nocrossover"
     out = solve_lp(lp, solver, method=lp_method, time_limit=time_limit)
     timings["solve"] = out.seconds
     if out.status not in SOLUTION_PRESENT or out.x is None:

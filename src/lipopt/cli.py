@@ -1,0 +1,100 @@
+"""Command line: `lipopt bound MODEL ...`. The only module that knows about argument parsing.
+
+Exit codes: 0 ok, 2 bad input (InvalidInputError), 3 solver failure or timeout (SolverFailure).
+Errors are one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .api import lower_bound, upper_bound
+from .errors import InvalidInputError, SolverFailure
+from .model import load
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        print(f"lipopt: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lipopt", description="Certified upper bounds on the Lipschitz constant of neural networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    b = sub.add_parser("bound", help="bound the Lipschitz constant of a model")
+    b.add_argument("model", help="model file (.npz)")
+    b.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm (default inf)")
+    b.add_argument("--method", default="lp", choices=["lp", "product", "exact", "sampling"])
+    b.add_argument("--degree", type=int, default=None, help="LiPopt degree k (default max(3, depth+1))")
+    sel = b.add_mutually_exclusive_group()
+    sel.add_argument("--output", type=int, default=None, metavar="I", help="bound output I")
+    sel.add_argument("--margin", type=int, nargs=2, default=None, metavar=("I", "J"), help="bound f_I - f_J")
+    b.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
+    b.add_argument("--solver", default="highs", choices=["highs", "clarabel"])
+    b.add_argument("--lp-method", default="auto", choices=["auto", "simplex", "ipm", "ipm-nocrossover", "pdlp"])
+    b.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    b.add_argument("--samples", type=int, default=4096, help="gradient samples for the lower bound")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _bound(args)
+    except InvalidInputError as exc:
+        print(f"lipopt: error: {exc}", file=sys.stderr)
+        return 2
+    except SolverFailure as exc:
+        print(f"lipopt: solver failure: {exc}", file=sys.stderr)
+        return 3
+    except MemoryError:
+        print("lipopt: error: out of memory; lower --degree or use a sparser certificate", file=sys.stderr)
+        return 3
+
+
+def _bound(args) -> int:
+    net = load(args.model)
+    margin = tuple(args.margin) if args.margin else None
+    if args.samples < 1:
+        raise InvalidInputError(f"--samples must be positive, got {args.samples}")
+    if args.method == "sampling":
+        res = lower_bound(net, norm=args.norm, output=args.output, margin=margin,
+                          samples=args.samples, seed=args.seed)
+    else:
+        res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
+                          output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
+                          lp_method=args.lp_method, time_limit=args.time_limit,
+                          samples=args.samples, seed=args.seed)
+    if args.json:
+        d = res.to_dict()
+        d.pop("details", None) if args.method == "sampling" else None
+        d["model"] = args.model
+        print(json.dumps(d, sort_keys=True))
+        return 0
+    widths = "-".join(str(w) for w in net.widths)
+    print(f"model        {args.model}  ({widths}, {net.depth} hidden layer(s), {net.n_params:,} nonzero parameters)")
+    label = {"lp": f"LiPopt-{res.degree} LP", "product": "product of layer norms",
+             "exact": "exact FGL (vertex enumeration)", "sampling": "sampled gradients"}[res.method]
+    print(f"method       {label}, norm l_{res.norm}")
+    if res.upper_bound is not None:
+        what = "enumerated maximum" if res.method == "exact" else "solver optimum"
+        extra = f"  (certified; {what} {res.raw_value:.10g})" if res.raw_value is not None else "  (certified)"
+        print(f"upper bound  {res.upper_bound:.10g}{extra}")
+    print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm over {args.samples} seeded samples, seed {args.seed})")
+    if res.gap is not None:
+        print(f"gap          {res.gap:.4f}x  (upper / lower)")
+    if res.method == "lp":
+        s = res.sizes
+        print(f"LP size      {s['rows']:,} rows x {s['columns']:,} columns, {s['nonzeros']:,} nonzeros; "
+              f"{s['cliques']} cliques (max {s['max_clique']} variables), solver {res.details['solver']}")
+    t = ", ".join(f"{k} {v:.3f} s" for k, v in res.timings.items())
+    print(f"time         {res.seconds:.3f} s  ({t})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
