@@ -11,7 +11,8 @@ import sys
 
 from .api import lower_bound, upper_bound
 from .errors import InvalidInputError, SolverFailure
-from .model import load
+from .inspect import summarize
+from .model import load, output_vector
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,13 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=4096, help="gradient samples for the lower bound")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    i = sub.add_parser("inspect", help="layers, sparsity, cliques and estimated LP sizes of a model")
+    i.add_argument("model")
+    i.add_argument("--output", type=int, default=None, metavar="I")
+    i.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
+    i.add_argument("--json", action="store_true")
+    for sp_ in (b, i):
+        sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
+                         help="input shape without batch (e.g. 1 28 28) for convolutional models")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _bound(args)
+        return _bound(args) if args.command == "bound" else _inspect(args)
     except InvalidInputError as exc:
         print(f"lipopt: error: {exc}", file=sys.stderr)
         return 2
@@ -56,8 +65,32 @@ def main(argv=None) -> int:
         return 3
 
 
+def _load(args):
+    return load(args.model, input_shape=tuple(args.input_shape) if args.input_shape else None)
+
+
+def _inspect(args) -> int:
+    net = _load(args)
+    info = summarize(net, output_vector(net, args.output), cliques=args.cliques)
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+        return 0
+    print(f"model       {args.model}: widths {'-'.join(map(str, info['widths']))}, {info['depth']} hidden layer(s), "
+          f"{info['parameters']:,} nonzero parameters, {info['paths']:,} nonzero paths")
+    for L in info["layers"]:
+        print(f"  layer {L['layer']}: {L['shape'][0]} x {L['shape'][1]}, {L['nonzeros']:,} nonzeros "
+              f"({100 * L['density']:.1f} % dense), {L['activation']}")
+    if "cliques" in info:
+        cs = info["clique_size"]
+        print(f"polynomial  {info['variables']:,} variables, {info['monomials']:,} monomials")
+        print(f"cliques     {info['cliques']} ({args.cliques}), size min {cs['min']} / mean {cs['mean']:.1f} / max {cs['max']}")
+        for k, cols in info["lp_columns_estimate"].items():
+            print(f"  LiPopt-{k}: at most {cols:,} LP columns")
+    return 0
+
+
 def _bound(args) -> int:
-    net = load(args.model)
+    net = _load(args)
     margin = tuple(args.margin) if args.margin else None
     if args.samples < 1:
         raise InvalidInputError(f"--samples must be positive, got {args.samples}")
