@@ -11,11 +11,13 @@ import time
 import numpy as np
 
 from .baselines import product_bound, sampled_lower_bound
+from .baselines.ascent import local_lower_bound
 from .certify import certify_krivine
+from .domain import Ball, count_fixed, local_slopes
 from .errors import InvalidInputError, SolverFailure
 from .exact.enumerate import dual_norm, exact_fgl
 from .model import Network, load, output_vector
-from .polynomial import build_polynomial, global_slopes
+from .polynomial import SlopeBox, build_polynomial, global_slopes
 from .relaxations.cliques import STRATEGIES, network_cliques
 from .relaxations.krivine import DEFAULT_MAX_COLUMNS, covering_structure, krivine_lp
 from .result import Result
@@ -39,7 +41,7 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
                 cliques: str | list = "inputs", solver: str = "highs", lp_method: str = "auto",
                 coverage: str = "enlarge", time_limit: float | None = None,
                 max_columns: int = DEFAULT_MAX_COLUMNS, lower: bool = True, samples: int = 4096,
-                seed: int = 0) -> Result:
+                seed: int = 0, domain=None, preactivation: str = "linear") -> Result:
     """Certified upper bound on the Lipschitz constant of c^T f w.r.t. ||.||_norm on the input.
 
     method: "lp" (LiPopt-k, Krivine LP of degree ``degree``, default max(3, depth + 1)),
@@ -55,46 +57,77 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
         raise InvalidInputError(f"method must be one of {', '.join(UPPER_METHODS)}; got {method!r}")
     timings, sizes, details = {}, {}, {}
     raw, deg = None, None
+    t0 = time.perf_counter()
+    slopes = _slopes(net, domain, preactivation, details)
+    timings["domain"] = time.perf_counter() - t0
     if method == "product":
         t0 = time.perf_counter()
-        ub = product_bound(net, vec, norm)
+        ub = product_bound(net, vec, norm, slopes)
         timings["bound"] = time.perf_counter() - t0
     elif method == "exact":
         t0 = time.perf_counter()
-        ex = exact_fgl(net, vec, norm)
+        ex = exact_fgl(net, vec, norm, slopes)
         raw = ex.value
-        ub = _exact_certified(net, vec, norm, ex.value)
+        ub = _exact_certified(net, vec, norm, ex.value, slopes)
         timings["enumerate"] = time.perf_counter() - t0
         sizes["vertices"] = ex.vertices
     else:
         if norm not in LP_NORMS:
             raise InvalidInputError(f"the LP method supports the norms {', '.join(LP_NORMS)}; got {norm!r}")
         deg = max(3, net.depth + 1) if degree is None else _check_degree(degree)
-        ub, raw, lp_timings, sizes, details = _lp_bound(net, vec, deg, cliques, solver, lp_method,
-                                                        coverage, time_limit, max_columns)
+        ub, raw, lp_timings, sizes, lp_details = _lp_bound(net, vec, slopes, deg, cliques, solver, lp_method,
+                                                           coverage, time_limit, max_columns)
         timings.update(lp_timings)
+        details.update(lp_details)
     lb = None
     if lower:
         t0 = time.perf_counter()
-        lb = sampled_lower_bound(net, vec, norm, samples=samples, seed=seed).value
+        lb, witness = _lower(net, vec, norm, domain, samples, seed)
+        details["lower_bound_witness"] = witness.tolist()
         timings["lower_bound"] = time.perf_counter() - t0
     return Result(ub, lb, method, norm, deg, raw, "ok", time.perf_counter() - t_start, timings, sizes,
                   details)
 
 
 def lower_bound(net, norm: str = "inf", output: int | None = None, margin=None, c=None,
-                samples: int = 4096, seed: int = 0) -> Result:
-    """Seeded sampled-gradient lower bound max_i ||grad c^T f(x_i)||_q (the witness is in details)."""
+                samples: int = 4096, seed: int = 0, domain=None) -> Result:
+    """Seeded lower bound ||grad c^T f(x)||_q at a witness x (in details): the best of sampled points
+    globally, or of sampling plus projected local search inside ``domain``."""
     t0 = time.perf_counter()
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
     if not isinstance(samples, (int, np.integer)) or samples < 1:
         raise InvalidInputError(f"samples must be a positive integer, got {samples!r}")
-    sb = sampled_lower_bound(net, vec, norm, samples=samples, seed=seed)
-    return Result(None, sb.value, "sampling", norm, None, None, "ok", time.perf_counter() - t0,
-                  {"lower_bound": time.perf_counter() - t0}, {"samples": sb.samples},
-                  {"witness": sb.point.tolist(), "seed": seed})
+    value, witness = _lower(net, vec, norm, domain, samples, seed)
+    return Result(None, value, "sampling", norm, None, None, "ok", time.perf_counter() - t0,
+                  {"lower_bound": time.perf_counter() - t0}, {"samples": samples},
+                  {"witness": witness.tolist(), "seed": seed, "local": domain is not None})
+
+
+def _slopes(net: Network, domain, preactivation: str, details: dict) -> SlopeBox:
+    """Global derivative ranges, or their ranges over the domain's pre-activation bounds."""
+    if domain is None:
+        details["domain"] = "global"
+        return global_slopes(net)
+    slopes = local_slopes(net, domain, preactivation)
+    details.update({"domain": repr_domain(domain), "preactivation": preactivation,
+                    "fixed_neurons": count_fixed(slopes), "hidden_neurons": int(sum(net.widths[1:-1]))})
+    return slopes
+
+
+def repr_domain(domain) -> str:
+    if isinstance(domain, Ball):
+        return f"l_{domain.p} ball of radius {domain.radius:g}" + (" (clipped)" if domain.clip is not None else "")
+    return "box"
+
+
+def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int):
+    if domain is None:
+        sb = sampled_lower_bound(net, vec, norm, samples=samples, seed=seed)
+        return sb.value, sb.point
+    lb = local_lower_bound(net, vec, domain, norm, samples=samples, seed=seed)
+    return lb.value, lb.point
 
 
 def _check_degree(degree) -> int:
@@ -103,10 +136,10 @@ def _check_degree(degree) -> int:
     return int(degree)
 
 
-def _lp_bound(net: Network, vec, degree, cliques, solver, lp_method, coverage, time_limit, max_columns):
+def _lp_bound(net: Network, vec, slopes, degree, cliques, solver, lp_method, coverage, time_limit,
+              max_columns):
     timings = {}
     t0 = time.perf_counter()
-    slopes = global_slopes(net)
     poly = build_polynomial(net, vec, slopes)
     timings["polynomial"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -141,13 +174,12 @@ def _lp_bound(net: Network, vec, degree, cliques, solver, lp_method, coverage, t
     return cert.upper_bound, cert.raw_value, timings, sizes, details
 
 
-def _exact_certified(net: Network, vec, norm: str, value: float) -> float:
+def _exact_certified(net: Network, vec, norm: str, value: float, slopes: SlopeBox) -> float:
     """Enlarge the enumerated maximum by a rigorous bound on the rounding of g = W_0^T S_1 ... c.
 
     Each entry of g is a sum of path products; its error is at most gamma_K times the absolute path
     sum |W_0|^T |S_1| ... |c| (K = summed widths + factors), and ||.||_q is monotone in |g|.
     """
-    slopes = global_slopes(net)
     a = np.abs(vec)
     for l in range(net.depth, -1, -1):
         a = abs(net.weights[l]).T @ a

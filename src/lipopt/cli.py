@@ -9,7 +9,10 @@ import argparse
 import json
 import sys
 
-from .api import lower_bound, upper_bound
+import numpy as np
+
+from .api import lower_bound, repr_domain, upper_bound
+from .domain import Ball, Box
 from .errors import InvalidInputError, SolverFailure
 from .inspect import summarize
 from .model import load, output_vector
@@ -39,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=4096, help="gradient samples for the lower bound")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    dom = b.add_argument_group("local bound (default: global)")
+    dom.add_argument("--center", metavar="X.npy", help="centre of the input ball")
+    dom.add_argument("--radius", type=float, metavar="EPS", help="radius of the input ball")
+    dom.add_argument("--ball", default="inf", choices=["inf", "2"], help="norm of the input ball (default inf)")
+    dom.add_argument("--lower", metavar="L.npy", help="box lower corner (with --upper)")
+    dom.add_argument("--upper", metavar="U.npy", help="box upper corner (with --lower)")
+    dom.add_argument("--clip", type=float, nargs=2, metavar=("LO", "HI"), help="data range, e.g. 0 1 for pixels")
+    dom.add_argument("--preactivation", default="linear", choices=["linear", "interval"],
+                     help="pre-activation bounds over the domain (default linear, CROWN-style)")
     i = sub.add_parser("inspect", help="layers, sparsity, cliques and estimated LP sizes of a model")
     i.add_argument("model")
     i.add_argument("--output", type=int, default=None, metavar="I")
@@ -89,19 +101,52 @@ def _inspect(args) -> int:
     return 0
 
 
+def _array(path: str, n: int, what: str):
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{what} {path}: not a readable .npy array ({exc})") from None
+    a = np.asarray(a, dtype=np.float64).ravel()
+    if a.size != n:
+        raise InvalidInputError(f"{what} {path} has {a.size} entries but the model has {n} inputs")
+    return a
+
+
+def _domain(args, n: int):
+    """Box or Ball from the flags, or None for a global bound."""
+    ball = args.center is not None or args.radius is not None
+    box = args.lower is not None or args.upper is not None
+    if ball and box:
+        raise InvalidInputError("give either --center/--radius or --lower/--upper, not both")
+    clip = tuple(args.clip) if args.clip else None
+    if ball:
+        if args.center is None or args.radius is None:
+            raise InvalidInputError("--center and --radius go together")
+        return Ball(_array(args.center, n, "--center"), args.radius, args.ball, clip=clip)
+    if box:
+        if args.lower is None or args.upper is None:
+            raise InvalidInputError("--lower and --upper go together")
+        return Box(_array(args.lower, n, "--lower"), _array(args.upper, n, "--upper"), clip=clip)
+    if clip:
+        raise InvalidInputError("--clip needs a domain (--center/--radius or --lower/--upper)")
+    return None
+
+
 def _bound(args) -> int:
     net = _load(args)
     margin = tuple(args.margin) if args.margin else None
     if args.samples < 1:
         raise InvalidInputError(f"--samples must be positive, got {args.samples}")
+    domain = _domain(args, net.widths[0])
     if args.method == "sampling":
         res = lower_bound(net, norm=args.norm, output=args.output, margin=margin,
-                          samples=args.samples, seed=args.seed)
+                          samples=args.samples, seed=args.seed, domain=domain)
     else:
         res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
                           output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
                           lp_method=args.lp_method, time_limit=args.time_limit,
-                          samples=args.samples, seed=args.seed)
+                          samples=args.samples, seed=args.seed, domain=domain,
+                          preactivation=args.preactivation)
     if args.json:
         d = res.to_dict()
         d.pop("details", None) if args.method == "sampling" else None
@@ -113,11 +158,17 @@ def _bound(args) -> int:
     label = {"lp": f"LiPopt-{res.degree} LP", "product": "product of layer norms",
              "exact": "exact FGL (vertex enumeration)", "sampling": "sampled gradients"}[res.method]
     print(f"method       {label}, norm l_{res.norm}")
+    if domain is not None:
+        d = res.details
+        extra = (f", {d['preactivation']} pre-activation bounds, {d['fixed_neurons']} of {d['hidden_neurons']} "
+                 "neurons fixed") if "fixed_neurons" in d else ""
+        print(f"domain       {repr_domain(domain)}{extra}")
     if res.upper_bound is not None:
         what = "enumerated maximum" if res.method == "exact" else "solver optimum"
         extra = f"  (certified; {what} {res.raw_value:.10g})" if res.raw_value is not None else "  (certified)"
         print(f"upper bound  {res.upper_bound:.10g}{extra}")
-    print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm over {args.samples} seeded samples, seed {args.seed})")
+    how = "sampling + local search in the domain" if domain is not None else f"{args.samples} samples"
+    print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm, {how}, seed {args.seed})")
     if res.gap is not None:
         print(f"gap          {res.gap:.4f}x  (upper / lower)")
     if res.method == "lp":

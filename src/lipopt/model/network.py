@@ -14,6 +14,8 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from .activations import Activation, check_activation
+from .activations import derivative as _act_derivative
+from .activations import value as _act_value
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,13 @@ class Network:
 
 
 def activation_value(act: Activation, z: np.ndarray) -> np.ndarray:
-    if act.name == "relu":
-        return np.maximum(z, 0.0)
-    raise InvalidInputError(f"no forward rule for activation {act.name!r}")
+    """sigma(z) elementwise (see model.activations for the supported functions)."""
+    return _act_value(act, z)
 
 
 def activation_slope(act: Activation, z: np.ndarray) -> np.ndarray:
-    if act.name == "relu":
-        return (z > 0).astype(np.float64)
-    raise InvalidInputError(f"no derivative rule for activation {act.name!r}")
+    """sigma'(z) elementwise (ReLU-type kinks at exactly 0 take the left derivative)."""
+    return _act_derivative(act, z)
 
 
 def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str] | None = None,
