@@ -1,4 +1,123 @@
-"""Exact maximum of the norm-gradient polynomial (the FGL) for small networks."""
-from .enumerate import MAX_ENUMERATION_BITS, exact_fgl
+"""Exact maximum of the norm-gradient polynomial (the FGL).
 
-__all__ = ["MAX_ENUMERATION_BITS", "exact_fgl"]
+* ``exact_fgl``: vertex enumeration over the derivative variables (any depth and norm, <= 24 free neurons).
+* ``exact_fgl_auto``: the l_inf FGL for one or two hidden layers at realistic sizes: dynamic programming
+  over a path decomposition when the inputs' interaction graph is narrow (banded / convolutional single
+  layers), otherwise branch and bound with closed-form node bounds; enumeration for tiny cases.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..model.network import Network
+from ..polynomial import SlopeBox
+from .bnb import BnBResult, bnb_fgl, bnb_one_layer, check_inputs, evaluate_witness, rounding_bound
+from .dp import MAX_BAG, BagTooLargeError, DPResult, dp_fgl, dp_plan
+from .enumerate import MAX_ENUMERATION_BITS, ExactResult, exact_fgl
+
+ENUMERATE_BITS = 10  # at most 2^10 vertices: enumeration is instantaneous and needs no search
+
+__all__ = ["MAX_BAG", "MAX_ENUMERATION_BITS", "BagTooLargeError", "BnBResult", "DPResult", "ExactFGLResult",
+           "ExactResult", "bnb_fgl", "dp_fgl", "exact_fgl", "exact_fgl_auto"]
+
+
+@dataclass
+class ExactFGLResult:
+    """The l_inf FGL: lower <= FGL <= upper, equal (up to ``rounding_error``) when status == "optimal".
+
+    ``lower`` is P at the witness (t, s), evaluated on the network; ``upper`` is a proven bound in
+    exact arithmetic. ``rounding_error`` is an a priori bound (standard summation error bounds,
+    ~ 4 (n + 4) eps * sum of |terms|) on the floating-point error of the sums: add it when a certified
+    number is needed. With status "time_limit" the pair is a valid bracket, never a claimed optimum.
+    ``nodes`` counts branch-and-bound nodes, DP table entries or enumerated vertices.
+    """
+    upper: float
+    lower: float
+    status: str            # "optimal" | "time_limit"
+    algorithm: str         # "dp" | "bnb" | "enumerate"
+    t: np.ndarray
+    s: list[np.ndarray]
+    nodes: int
+    seconds: float
+    rounding_error: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def value(self) -> float:
+        """The upper end of the bracket (the FGL itself when optimal)."""
+        return self.upper
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
+def exact_fgl_auto(net: Network, c, slopes: SlopeBox | None = None, time_limit: float | None = None, *,
+                   method: str = "auto", max_bag: int = MAX_BAG, seed: int = 0) -> ExactFGLResult:
+    """max over t in {-1,1}^n0 and vertices s of P(t, s) (the l_inf FGL of c^T f), by the fastest exact method.
+
+    auto: enumeration when at most ENUMERATE_BITS derivatives are free (or for >= 3 hidden layers, up
+    to MAX_ENUMERATION_BITS); one hidden layer: DP if the path decomposition's bag is <= ``max_bag``,
+    else branch and bound; two hidden layers: branch and bound. ``time_limit`` (seconds, whole call)
+    turns an unfinished search into a bracket with status "time_limit".
+    """
+    t0 = time.perf_counter()
+    c, slopes = check_inputs(net, c, slopes)
+    if method not in ("auto", "dp", "bnb", "enumerate"):
+        raise InvalidInputError(f"unknown method {method!r}; choose auto, dp, bnb or enumerate")
+    if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
+        raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    bits = int(sum(np.count_nonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)))
+    d = net.depth
+    if method == "auto":
+        if d == 0 or bits <= ENUMERATE_BITS or (d >= 3 and bits <= MAX_ENUMERATION_BITS):
+            method = "enumerate"
+        elif d >= 3:
+            raise InvalidInputError(
+                f"exact FGL: {d} hidden layers with {bits} free neurons is beyond enumeration "
+                f"(limit {MAX_ENUMERATION_BITS}); DP and branch and bound handle 1 or 2 hidden layers")
+        elif d == 1:
+            method = "dp" if dp_plan(net, c, slopes)[1].bag <= max_bag else "bnb"
+        else:
+            method = "bnb"
+
+    if method == "enumerate":
+        r = exact_fgl(net, c, norm="inf", slopes=slopes)
+        t = np.where(r.gradient >= 0, 1.0, -1.0)
+        lower = evaluate_witness(net, c, t, r.slopes)
+        return ExactFGLResult(upper=max(r.value, lower), lower=lower, status="optimal", algorithm="enumerate",
+                              t=t, s=r.slopes, nodes=r.vertices, seconds=time.perf_counter() - t0,
+                              rounding_error=_path_rounding(net, c, slopes), info={"free_neurons": bits})
+
+    if method == "dp":
+        r = dp_fgl(net, c, slopes, max_bag=max_bag, time_limit=time_limit)
+        info = {"bag": r.bag, "side": r.side}
+        if r.status == "optimal":
+            return ExactFGLResult(upper=r.upper, lower=r.lower, status="optimal", algorithm="dp", t=r.t, s=r.s,
+                                  nodes=r.entries, seconds=time.perf_counter() - t0,
+                                  rounding_error=r.rounding_error, info=info)
+        # Out of time: the partial table still bounds the FGL; the heuristic supplies the witness.
+        h = bnb_one_layer(net, c, slopes, deadline=time.perf_counter(), seed=seed)
+        return ExactFGLResult(upper=max(min(r.upper, h.upper), h.lower), lower=h.lower, status="time_limit",
+                              algorithm="dp", t=h.t, s=h.s, nodes=0, seconds=time.perf_counter() - t0,
+                              rounding_error=max(r.rounding_error, h.rounding_error), info=info)
+
+    remaining = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
+    r = bnb_fgl(net, c, slopes, time_limit=remaining, seed=seed)
+    return ExactFGLResult(upper=r.upper, lower=r.lower, status=r.status, algorithm="bnb", t=r.t, s=r.s,
+                          nodes=r.nodes, seconds=time.perf_counter() - t0, rounding_error=r.rounding_error,
+                          info=dict(r.info))
+
+
+def _path_rounding(net: Network, c: np.ndarray, slopes: SlopeBox) -> float:
+    """rounding_bound with mass = sum over paths of |weights| * max |slope| (bounds every |term| of P)."""
+    g = np.abs(c)
+    for l in range(net.depth, -1, -1):
+        g = abs(net.weights[l]).T @ g
+        if l > 0:
+            g = g * np.maximum(np.abs(slopes.lo[l - 1]), np.abs(slopes.hi[l - 1]))
+    return rounding_bound(float(g.sum()), sum(net.widths))
