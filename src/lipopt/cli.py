@@ -149,7 +149,8 @@ def _bound(args) -> int:
                           preactivation=args.preactivation)
     if args.json:
         d = res.to_dict()
-        d.pop("details", None) if args.method == "sampling" else None
+        if args.method == "sampling":
+            d.pop("details", None)
         d["model"] = args.model
         print(json.dumps(d, sort_keys=True))
         return 0
