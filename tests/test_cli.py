@@ -36,11 +36,11 @@ def test_json_contract_lp():
     assert d["lower_bound"] <= exact <= d["upper_bound"]
 
 
-@pytest.mark.parametrize("method", ["product", "exact", "sampling"])
+@pytest.mark.parametrize("method", ["product", "exact-fgl", "sampling", "ascent"])
 def test_other_methods(method):
     d = bound_json(EXAMPLE, "--method", method)
     exact = exact_fgl(lipopt.load(EXAMPLE), np.ones(1)).value
-    if method == "sampling":
+    if method in ("sampling", "ascent"):
         assert d["upper_bound"] is None and d["lower_bound"] <= exact
     else:
         assert d["upper_bound"] >= exact
@@ -129,6 +129,40 @@ def test_margin_needs_two_outputs(tmp_path):
 
 
 def test_solver_failure_exits_3():
-    p = run("bound", ROOT / "examples" / "banded_40_40_1.npz", "--time-limit", "0", "--lp-method", "ipm")
+    p = run("bound", ROOT / "examples" / "banded_40_40_1.npz", "--time-limit", "1e-9", "--lp-method", "ipm")
     assert p.returncode == 3, p.stderr
     assert "solver failure" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_exact_fgl_reports_algorithm_and_bracket():
+    d = bound_json(EXAMPLE, "--method", "exact-fgl", "--lower-method", "ascent")
+    exact = exact_fgl(lipopt.load(EXAMPLE), np.ones(1)).value
+    assert d["status"] == "optimal" and d["details"]["algorithm"] in ("dp", "bnb", "enumerate")
+    lo, hi = d["details"]["bracket"]
+    assert lo <= exact <= hi == d["upper_bound"] and hi - lo <= 1e-9 * exact
+    assert d["lower_bound"] <= exact and d["details"]["lower_bound_method"] == "ascent"
+
+
+def test_gap_table_and_json():
+    p = run("gap", EXAMPLE, "--time-limit", "30")
+    assert p.returncode == 0, p.stderr
+    for word in ("sampling", "ascent", "product", "LiPopt-3", "exact-fgl", "best upper / best lower"):
+        assert word in p.stdout
+    rep = json.loads(run("gap", EXAMPLE, "--json").stdout)
+    rows = {r["method"]: r for r in rep["rows"]}
+    exact = exact_fgl(lipopt.load(EXAMPLE), np.ones(1)).value
+    assert rep["exact_fgl"] == pytest.approx(exact, rel=1e-12)
+    assert rep["best_lower"] <= exact <= rep["best_upper"]
+    for r in rep["rows"]:
+        assert r["error"] is None, r
+        if r["kind"] == "upper":
+            assert r["value"] >= exact and r["ratio_to_lower"] >= 1.0
+        else:
+            assert r["value"] <= exact
+
+
+def test_gap_records_failures_and_goes_on():
+    rep = json.loads(run("gap", EXAMPLE, "--json", "--norm", "2").stdout)
+    rows = {r["method"]: r for r in rep["rows"]}
+    assert rows["LiPopt-3"]["status"] == "failed" and "supports the norms" in rows["LiPopt-3"]["error"]
+    assert rows["exact-fgl"]["value"] is not None and rows["product"]["value"] is not None

@@ -1,4 +1,4 @@
-"""Command line: `lipopt bound MODEL ...`. The only module that knows about argument parsing.
+"""Command line: `lipopt bound|gap|inspect MODEL ...`. The only module that knows about argument parsing.
 
 Exit codes: 0 ok, 2 bad input (InvalidInputError), 3 solver failure or timeout (SolverFailure).
 Errors are one line on stderr, never a traceback.
@@ -14,6 +14,7 @@ import numpy as np
 from .api import lower_bound, repr_domain, upper_bound
 from .domain import Ball, Box
 from .errors import InvalidInputError, SolverFailure
+from .gap import gap_report
 from .inspect import summarize
 from .model import load, output_vector
 
@@ -24,25 +25,52 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+UPPER_CHOICES = ["lp", "product", "exact-fgl"]
+LOWER_CHOICES = ["sampling", "ascent"]
+LABELS = {"lp": "LiPopt-{degree} LP", "product": "product of layer norms",
+          "exact-fgl": "exact FGL ({algorithm})", "sampling": "sampled gradients",
+          "ascent": "local search + realised FGL maximiser"}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lipopt", description="Certified upper bounds on the Lipschitz constant of neural networks.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bound", help="bound the Lipschitz constant of a model")
-    b.add_argument("model", help="model file (.npz)")
-    b.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm (default inf)")
-    b.add_argument("--method", default="lp", choices=["lp", "product", "exact", "sampling"])
+    g = sub.add_parser("gap", help="every lower and upper bound for a model, with ratios and times")
+    for q in (b, g):
+        q.add_argument("model", help="model file (.npz, .onnx, .pt/.pth TorchScript)")
+        q.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm (default inf)")
+        sel = q.add_mutually_exclusive_group()
+        sel.add_argument("--output", type=int, default=None, metavar="I", help="bound output I")
+        sel.add_argument("--margin", type=int, nargs=2, default=None, metavar=("I", "J"), help="bound f_I - f_J")
+        q.add_argument("--samples", type=int, default=4096, help="gradient samples for the lower bound")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--json", action="store_true", help="print one JSON object")
+        _domain_flags(q)
+    b.add_argument("--method", default="lp", choices=UPPER_CHOICES + LOWER_CHOICES)
     b.add_argument("--degree", type=int, default=None, help="LiPopt degree k (default max(3, depth+1))")
-    sel = b.add_mutually_exclusive_group()
-    sel.add_argument("--output", type=int, default=None, metavar="I", help="bound output I")
-    sel.add_argument("--margin", type=int, nargs=2, default=None, metavar=("I", "J"), help="bound f_I - f_J")
     b.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
     b.add_argument("--solver", default="highs", choices=["highs", "clarabel"])
     b.add_argument("--lp-method", default="auto", choices=["auto", "simplex", "ipm", "ipm-nocrossover", "pdlp"])
     b.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
-    b.add_argument("--samples", type=int, default=4096, help="gradient samples for the lower bound")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    dom = b.add_argument_group("local bound (default: global)")
+    b.add_argument("--lower-method", default="sampling", choices=LOWER_CHOICES,
+                   help="lower bound reported next to the upper bound (default sampling)")
+    g.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS", help="per method (default 60)")
+    g.add_argument("--degrees", type=int, nargs="+", default=None, metavar="K",
+                   help="LiPopt degrees to run (default max(3, depth+1))")
+    i = sub.add_parser("inspect", help="layers, sparsity, cliques and estimated LP sizes of a model")
+    i.add_argument("model")
+    i.add_argument("--output", type=int, default=None, metavar="I")
+    i.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
+    i.add_argument("--json", action="store_true")
+    for sp_ in (b, g, i):
+        sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
+                         help="input shape without batch (e.g. 1 28 28) for convolutional models")
+    return p
+
+
+def _domain_flags(q) -> None:
+    dom = q.add_argument_group("local bound (default: global)")
     dom.add_argument("--center", metavar="X.npy", help="centre of the input ball")
     dom.add_argument("--radius", type=float, metavar="EPS", help="radius of the input ball")
     dom.add_argument("--ball", default="inf", choices=["inf", "2"], help="norm of the input ball (default inf)")
@@ -51,21 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     dom.add_argument("--clip", type=float, nargs=2, metavar=("LO", "HI"), help="data range, e.g. 0 1 for pixels")
     dom.add_argument("--preactivation", default="linear", choices=["linear", "interval"],
                      help="pre-activation bounds over the domain (default linear, CROWN-style)")
-    i = sub.add_parser("inspect", help="layers, sparsity, cliques and estimated LP sizes of a model")
-    i.add_argument("model")
-    i.add_argument("--output", type=int, default=None, metavar="I")
-    i.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
-    i.add_argument("--json", action="store_true")
-    for sp_ in (b, i):
-        sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
-                         help="input shape without batch (e.g. 1 28 28) for convolutional models")
-    return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _bound(args) if args.command == "bound" else _inspect(args)
+        return {"bound": _bound, "gap": _gap, "inspect": _inspect}[args.command](args)
     except InvalidInputError as exc:
         print(f"lipopt: error: {exc}", file=sys.stderr)
         return 2
@@ -138,26 +157,26 @@ def _bound(args) -> int:
     if args.samples < 1:
         raise InvalidInputError(f"--samples must be positive, got {args.samples}")
     domain = _domain(args, net.widths[0])
-    if args.method == "sampling":
-        res = lower_bound(net, norm=args.norm, output=args.output, margin=margin,
-                          samples=args.samples, seed=args.seed, domain=domain)
+    if args.method in LOWER_CHOICES:
+        res = lower_bound(net, norm=args.norm, method=args.method, output=args.output, margin=margin,
+                          samples=args.samples, seed=args.seed, domain=domain,
+                          time_limit=args.time_limit or 5.0)
     else:
         res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
                           output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
-                          lp_method=args.lp_method, time_limit=args.time_limit,
+                          lp_method=args.lp_method, time_limit=args.time_limit, lower=args.lower_method,
                           samples=args.samples, seed=args.seed, domain=domain,
                           preactivation=args.preactivation)
     if args.json:
         d = res.to_dict()
-        if args.method == "sampling":
-            d.pop("details", None)
+        if args.method in LOWER_CHOICES:
+            d["details"].pop("witness", None)
         d["model"] = args.model
         print(json.dumps(d, sort_keys=True))
         return 0
     widths = "-".join(str(w) for w in net.widths)
     print(f"model        {args.model}  ({widths}, {net.depth} hidden layer(s), {net.n_params:,} nonzero parameters)")
-    label = {"lp": f"LiPopt-{res.degree} LP", "product": "product of layer norms",
-             "exact": "exact FGL (vertex enumeration)", "sampling": "sampled gradients"}[res.method]
+    label = LABELS[res.method].format(degree=res.degree, algorithm=res.details.get("algorithm"))
     print(f"method       {label}, norm l_{res.norm}")
     if domain is not None:
         d = res.details
@@ -165,10 +184,18 @@ def _bound(args) -> int:
                  "neurons fixed") if "fixed_neurons" in d else ""
         print(f"domain       {repr_domain(domain)}{extra}")
     if res.upper_bound is not None:
-        what = "enumerated maximum" if res.method == "exact" else "solver optimum"
-        extra = f"  (certified; {what} {res.raw_value:.10g})" if res.raw_value is not None else "  (certified)"
+        if res.method == "exact-fgl":
+            lo, hi = res.details["bracket"]
+            extra = (f"  (certified; FGL proved, {res.sizes['nodes']:,} nodes)" if res.status == "optimal" else
+                     f"  (certified; time limit reached, FGL in [{lo:.10g}, {hi:.10g}])")
+        elif res.raw_value is not None:
+            extra = f"  (certified; solver optimum {res.raw_value:.10g})"
+        else:
+            extra = "  (certified)"
         print(f"upper bound  {res.upper_bound:.10g}{extra}")
-    how = "sampling + local search in the domain" if domain is not None else f"{args.samples} samples"
+    lower_method = res.method if res.method in LOWER_CHOICES else res.details.get("lower_bound_method")
+    how = {"ascent": "local search + realised FGL maximiser"}.get(
+        lower_method, "sampling + local search in the domain" if domain is not None else f"{args.samples} samples")
     print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm, {how}, seed {args.seed})")
     if res.gap is not None:
         print(f"gap          {res.gap:.4f}x  (upper / lower)")
@@ -178,6 +205,35 @@ def _bound(args) -> int:
               f"{s['cliques']} cliques (max {s['max_clique']} variables), solver {res.details['solver']}")
     t = ", ".join(f"{k} {v:.3f} s" for k, v in res.timings.items())
     print(f"time         {res.seconds:.3f} s  ({t})")
+    return 0
+
+
+def _gap(args) -> int:
+    net = _load(args)
+    margin = tuple(args.margin) if args.margin else None
+    if args.samples < 1:
+        raise InvalidInputError(f"--samples must be positive, got {args.samples}")
+    if not args.time_limit > 0:
+        raise InvalidInputError(f"--time-limit must be positive, got {args.time_limit}")
+    domain = _domain(args, net.widths[0])
+    rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
+                     time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed)
+    if args.json:
+        rep["model"] = args.model
+        print(json.dumps(rep, sort_keys=True, default=str))
+        return 0
+    widths = "-".join(str(w) for w in net.widths)
+    where = repr_domain(domain) if domain is not None else "global"
+    print(f"model {args.model} ({widths}), norm l_{args.norm}, {where}; time limit {args.time_limit:g} s per method")
+    print(f"{'':5} {'method':<12} {'value':>14} {'/ lower':>9} {'/ FGL':>9} {'seconds':>9}  status")
+    for r in rep["rows"]:
+        v = f"{r['value']:.8g}" if r["value"] is not None else "-"
+        rl = f"{r['ratio_to_lower']:.4f}" if r["ratio_to_lower"] else "-"
+        rf = f"{r['ratio_to_fgl']:.4f}" if r["ratio_to_fgl"] else "-"
+        status = r["status"] if r["error"] is None else f"failed: {r['error']}"
+        print(f"{r['kind']:5} {r['method']:<12} {v:>14} {rl:>9} {rf:>9} {r['seconds']:>9.3f}  {status}")
+    if rep["best_lower"] and rep["best_upper"]:
+        print(f"gap   best upper / best lower = {rep['best_upper'] / rep['best_lower']:.4f}")
     return 0
 
 

@@ -69,3 +69,27 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     best_x = np.atleast_2d(domain.project(best_x))[0]
     value = float(dual_norm(net.gradient(best_x[None, :], c), norm)[0])
     return LocalLowerBound(value, best_x, evals)
+
+
+GLOBAL_SCALES = (1.0, 10.0, 100.0)
+
+
+def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=None, samples: int = 4096,
+                       seed: int = 0, patterns=()) -> LocalLowerBound:
+    """The best of: projected local search from seeded restarts (inside ``domain``, or globally in
+    boxes [-R, R]^n for R in GLOBAL_SCALES), and each activation pattern in ``patterns`` (e.g. the
+    FGL's maximiser) realised by an LP (baselines.patterns). Every candidate is re-evaluated as
+    ||grad c^T f(x)||_q at a point x of the domain, so the result is a valid lower bound."""
+    from ..domain import Box
+    from .patterns import realise_pattern
+    n0 = net.widths[0]
+    boxes = [domain] if domain is not None else [Box(np.full(n0, -r), np.full(n0, r)) for r in GLOBAL_SCALES]
+    per = max(1, samples // len(boxes))
+    best = max((local_lower_bound(net, c, box, norm, samples=per, seed=seed + i) for i, box in enumerate(boxes)),
+               key=lambda r: r.value)
+    evals = best.evaluations * len(boxes)
+    for pattern in patterns:
+        r = realise_pattern(net, c, pattern, norm, domain)
+        if r is not None and r.value > best.value:
+            best = LocalLowerBound(r.value, r.point, evals)
+    return LocalLowerBound(best.value, best.point, evals)

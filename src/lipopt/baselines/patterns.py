@@ -1,0 +1,79 @@
+"""Lower bounds from activation patterns: turn a maximiser of the FGL into a real input.
+
+For a piecewise-linear network (ReLU, leaky ReLU) a pattern fixes every hidden derivative, the network
+is then affine, and each pre-activation is an affine function z_l(x) = A_l x + a_l. The pattern is
+realised by the Chebyshev-style LP
+
+    max delta  s.t.  +-(A_l x + a_l)_j / ||(A_l)_j||_2 >= delta  (sign given by the pattern),  x in X,
+
+and if delta > 0 the gradient at the LP's x is the pattern's gradient. The value returned is always
+recomputed as ||grad c^T f(x)||_q at x by the network itself, so it is a valid lower bound whether or
+not the LP succeeded (an unrealisable pattern still yields a point that violates it least).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linprog
+
+from ..exact.enumerate import dual_norm
+from ..model.network import Network
+
+PIECEWISE_LINEAR = ("relu", "leaky_relu")
+GLOBAL_RADIUS = 1e3  # global search keeps x in [-R, R]^n so the LP stays bounded and well scaled
+
+
+@dataclass(frozen=True)
+class RealisedPattern:
+    value: float         # ||grad c^T f(x)||_q at x
+    point: np.ndarray
+    margin: float        # the LP's delta: > 0 means x lies inside the pattern's region
+    realised: bool
+
+
+def realisable(net: Network) -> bool:
+    """Patterns determine the gradient only for piecewise-linear activations."""
+    return all(a.name in PIECEWISE_LINEAR for a in net.activations)
+
+
+def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm: str = "inf",
+                    domain=None, max_dense: int = 4_000_000) -> RealisedPattern | None:
+    """Search x in ``domain`` (a Box/Ball's bounding box, or [-R, R]^n globally) whose activation
+    pattern is ``pattern`` (derivative values per hidden layer, e.g. the FGL witness). Returns None when
+    the network is not piecewise linear or the dense affine maps would exceed ``max_dense`` entries."""
+    if not realisable(net) or net.depth == 0:
+        return None
+    n0 = net.widths[0]
+    if sum(net.widths[1:-1]) * n0 > max_dense:
+        return None
+    rows, rhs = [], []
+    A = np.eye(n0)
+    a = np.zeros(n0)
+    for l in range(net.depth):
+        A, a = net.weights[l] @ A, net.weights[l] @ a + net.biases[l]
+        s = np.asarray(pattern[l], dtype=np.float64)
+        active = s >= net.activations[l].slope_hi
+        sign = np.where(active, 1.0, -1.0)
+        nrm = np.linalg.norm(A, axis=1)
+        keep = nrm > 0
+        # sign * (A x + a) / ||A|| >= delta   <=>   -sign * A x / ||A|| + delta <= sign * a / ||A||
+        rows.append(np.hstack([-(sign / np.where(keep, nrm, 1))[keep, None] * A[keep], np.ones((keep.sum(), 1))]))
+        rhs.append((sign * a / np.where(keep, nrm, 1))[keep])
+        A, a = A * s[:, None], a * s
+    if domain is None:
+        lo, hi = np.full(n0, -GLOBAL_RADIUS), np.full(n0, GLOBAL_RADIUS)
+    else:
+        lo, hi = domain.bounding_box()
+    cost = np.zeros(n0 + 1)
+    cost[-1] = -1.0
+    bounds = list(zip(lo, hi)) + [(None, 1.0)]
+    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds, method="highs")
+    if res.x is None:
+        return None
+    x = np.clip(res.x[:n0], lo, hi)
+    if domain is not None:
+        x = np.atleast_2d(domain.project(x))[0]
+    value = float(dual_norm(net.gradient(x[None, :], c), norm)[0])
+    margin = float(res.x[-1])
+    return RealisedPattern(value, x, margin, margin > 0)
