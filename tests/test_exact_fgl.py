@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from lipopt.errors import InvalidInputError
-from lipopt.exact import (BagTooLargeError, bnb_fgl, dp_fgl, exact_fgl, exact_fgl_auto)
+from lipopt.exact import BagTooLargeError, bnb_fgl, dp_fgl, exact_fgl, exact_fgl_auto, split_components
 from lipopt.exact.bnb import evaluate_witness
+from lipopt.model import build_network
 from lipopt.model.random import random_network
 from lipopt.polynomial import SlopeBox, global_slopes
 
@@ -229,3 +230,27 @@ def test_degenerate_networks():
     lin = small_network((4, 2), 2)
     r = exact_fgl_auto(lin, np.array([1.0, -1.0]))
     assert close(r.value, float(np.abs(lin.weights[0].T @ np.array([1.0, -1.0])).sum()))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_structured_nets_split_into_components(seed):
+    """Block-diagonal hidden layers (as in non-overlapping convolutions): the FGL is the sum over the
+    connected components, each solved on its own; equal to brute force and to the unsplit search."""
+    rng = np.random.default_rng(seed)
+    nb, n0, n1, n2 = 3, 4, 3, 2
+    W0, W1 = np.zeros((nb * n1, nb * n0)), np.zeros((nb * n2, nb * n1))
+    for b in range(nb):
+        W0[b * n1:(b + 1) * n1, b * n0:(b + 1) * n0] = rng.standard_normal((n1, n0))
+        W1[b * n2:(b + 1) * n2, b * n1:(b + 1) * n1] = rng.standard_normal((n2, n1))
+    W1[:n2] *= (seed + 1) % 2  # odd seeds: the first block is cut off from the output and dropped
+    net = build_network([W0, W1, rng.standard_normal((2, nb * n2))],
+                        [rng.standard_normal(nb * n1), rng.standard_normal(nb * n2), np.zeros(2)])
+    c = rng.standard_normal(2)
+    parts = split_components(net, c, global_slopes(net))
+    assert len(parts) == nb - seed % 2
+    split, whole = exact_fgl_auto(net, c), exact_fgl_auto(net, c, split=False)
+    brute = exact_fgl(net, c).value
+    assert split.optimal and split.info["components"] == len(parts)
+    assert split.upper == pytest.approx(brute, rel=1e-12) and whole.upper == pytest.approx(brute, rel=1e-12)
+    assert split.lower == pytest.approx(brute, rel=1e-12)
+    assert evaluate_witness(net, c, split.t, split.s) == pytest.approx(brute, rel=1e-12)
