@@ -5,6 +5,7 @@ import importlib.util
 
 from ..errors import InvalidInputError
 from .base import SOLUTION_PRESENT, LinearProgram, SolverOutput, Status
+from .sdp import SDP_SOLVERS, SDPSolution, SemidefiniteProgram, installed_sdp_solvers, solve_sdp
 
 # name -> (module that must be importable, adapter module)
 LP_SOLVERS = {"highs": ("highspy", "highs"), "clarabel": ("clarabel", "clarabel_lp")}
@@ -26,5 +27,5 @@ def solve_lp(lp: LinearProgram, solver: str = "highs", **options) -> SolverOutpu
     return module.solve(lp, **options)
 
 
-__all__ = ["LP_SOLVERS", "LinearProgram", "SOLUTION_PRESENT", "SolverOutput", "Status",
-           "installed_lp_solvers", "solve_lp"]
+__all__ = ["LP_SOLVERS", "LinearProgram", "SDP_SOLVERS", "SDPSolution", "SOLUTION_PRESENT", "SemidefiniteProgram",
+           "SolverOutput", "Status", "installed_lp_solvers", "installed_sdp_solvers", "solve_lp", "solve_sdp"]
