@@ -166,3 +166,20 @@ def test_gap_records_failures_and_goes_on():
     rows = {r["method"]: r for r in rep["rows"]}
     assert rows["LiPopt-3"]["status"] == "failed" and "supports the norms" in rows["LiPopt-3"]["error"]
     assert rows["exact-fgl"]["value"] is not None and rows["product"]["value"] is not None
+
+
+def test_sdp_and_auto_json():
+    exact = exact_fgl(lipopt.load(EXAMPLE), np.ones(1)).value
+    d = bound_json(EXAMPLE, "--method", "sdp")
+    assert d["upper_bound"] >= exact and d["sizes"]["order"] > 0 and d["method"] == "sdp"
+    d = bound_json(EXAMPLE, "--method", "auto", "--time-limit", "20")
+    assert d["upper_bound"] >= exact and d["details"]["attempts"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "exact"], "needs a bounded domain"),
+    (["--method", "lipsdp"], "l2 Lipschitz"),
+])
+def test_method_norm_domain_mismatch_exit_2(args, message):
+    p = run("bound", EXAMPLE, *args)
+    assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1

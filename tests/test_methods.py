@@ -92,3 +92,60 @@ def test_exact_fgl_refuses_large_enumeration():
         lipopt.upper_bound(net, method="product", lower="magic")
     with pytest.raises(lipopt.InvalidInputError, match="time_limit"):
         lipopt.upper_bound(net, method="product", time_limit=-1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_fgl_closed_by_the_lp_or_by_resumed_search(seed, monkeypatch):
+    """Force the first search to stop at once: the LiPopt LP either meets the incumbent (proved,
+    algorithm "...+lp") or the search resumes; either way the bound is certified and proved."""
+    import lipopt.methods as methods
+    net = random_network((30, 30, 10, 1), band=9, seed=seed, bias=True)
+    reference = lipopt.upper_bound(net, method="exact-fgl", lower=False)
+    monkeypatch.setattr(methods, "FIRST_SEARCH", 1e-6)
+    r = lipopt.upper_bound(net, method="exact-fgl", lower=False)
+    lo, hi = r.details["bracket"]
+    assert r.status == "optimal" and lo <= reference.raw_value <= hi == r.upper_bound
+    assert hi - lo <= methods.CLOSE_GAP * abs(lo) + r.details["rounding_error"]
+    lp = lipopt.upper_bound(net, method="lp", lower=False).upper_bound
+    assert r.upper_bound <= lp
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_auto_is_the_best_certified_attempt(seed, norm):
+    net = small_network((6, 7, 5, 1), seed)
+    ex = exact_fgl(net, np.ones(1), norm).value
+    r = lipopt.upper_bound(net, method="auto", norm=norm, lower=False, time_limit=20)
+    values = [a["value"] for a in r.details["attempts"] if a["value"] is not None]
+    assert r.upper_bound == min(values) and r.upper_bound >= ex
+    assert r.upper_bound <= lipopt.upper_bound(net, method="product", norm=norm, lower=False).upper_bound
+    assert r.details["best_method"] in {a["method"] for a in r.details["attempts"]}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_auto_on_a_dense_layer_is_at_most_shor(seed):
+    """Dense 40-40-1: either the FGL is proved within the quick search (then nothing is tighter) or
+    the SDP is tried; the result never exceeds the Shor bound."""
+    net = random_network((40, 40, 1), band=None, seed=seed, bias=True)
+    shor = lipopt.upper_bound(net, method="sdp", lower=False).upper_bound
+    r = lipopt.upper_bound(net, method="auto", lower=False, time_limit=20)
+    assert r.upper_bound <= shor * (1 + 1e-9)
+    tried = {a["method"] for a in r.details["attempts"]}
+    assert r.status == "optimal" or "sdp" in tried
+
+
+def test_sdp_lipsdp_and_mip_through_the_api():
+    net = small_network((5, 6, 1), 2)
+    ex2 = exact_fgl(net, np.ones(1), "2").value
+    assert lipopt.upper_bound(net, method="sdp", norm="2").upper_bound >= ex2
+    assert lipopt.upper_bound(net, method="lipsdp", norm="2").upper_bound >= ex2
+    with pytest.raises(lipopt.InvalidInputError, match="l2 Lipschitz"):
+        lipopt.upper_bound(net, method="lipsdp", norm="inf")
+    with pytest.raises(lipopt.InvalidInputError, match="bounded domain"):
+        lipopt.upper_bound(net, method="exact")
+    box = Box(np.full(5, -1.0), np.full(5, 1.0))
+    r = lipopt.upper_bound(net, method="exact", domain=box)
+    fgl = exact_fgl(net, np.ones(1), "inf", local_slopes(net, box)).value
+    lo, hi = r.details["bracket"]
+    assert r.status == "optimal" and lo <= hi <= fgl * (1 + 1e-6) and r.lower_bound >= lo
+    assert box.contains(np.array(r.details["lower_bound_witness"]))

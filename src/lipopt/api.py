@@ -37,7 +37,7 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
                 cliques: str | list = "inputs", solver: str = "highs", lp_method: str = "auto",
                 coverage: str = "enlarge", time_limit: float | None = None,
                 max_columns: int = DEFAULT_MAX_COLUMNS, lower: bool | str = True, samples: int = 4096,
-                seed: int = 0, domain=None, preactivation: str = "linear") -> Result:
+                seed: int = 0, domain=None, preactivation: str = "linear", sdp_solver: str = "sdpa") -> Result:
     """Certified upper bound on the Lipschitz constant of c^T f w.r.t. ||.||_norm on the input.
 
     method: "lp" (LiPopt-k, Krivine LP of degree ``degree``, default max(3, depth + 1)), "product"
@@ -64,7 +64,8 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
     slopes = _slopes(net, domain, preactivation, details)
     t_domain = time.perf_counter() - t0
     opts = {"degree": degree, "cliques": cliques, "solver": solver, "lp_method": lp_method,
-            "coverage": coverage, "time_limit": time_limit, "max_columns": max_columns, "seed": seed}
+            "coverage": coverage, "time_limit": time_limit, "max_columns": max_columns, "seed": seed,
+            "domain": domain, "sdp_solver": sdp_solver}
     out = RUNNERS[method](net, vec, norm, slopes, opts)
     timings = {"domain": t_domain, **out.timings}
     details.update(out.details)
@@ -73,6 +74,9 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
         t0 = time.perf_counter()
         lb, witness = _lower(net, vec, norm, domain, samples, seed, lower_method, slopes, out.pattern,
                              min(5.0, time_limit or 5.0), details)
+        if out.lower is not None and out.lower > lb:  # the method's own witness (exact MIP) is better
+            lb, witness = out.lower, out.point
+            details["lower_bound_method"] = f"{method} witness"
         details["lower_bound_method"] = lower_method
         details["lower_bound_witness"] = witness.tolist()
         timings["lower_bound"] = time.perf_counter() - t0

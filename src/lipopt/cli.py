@@ -25,11 +25,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-UPPER_CHOICES = ["lp", "product", "exact-fgl"]
+UPPER_CHOICES = ["lp", "sdp", "lipsdp", "product", "exact-fgl", "exact", "auto"]
 LOWER_CHOICES = ["sampling", "ascent"]
-LABELS = {"lp": "LiPopt-{degree} LP", "product": "product of layer norms",
-          "exact-fgl": "exact FGL ({algorithm})", "sampling": "sampled gradients",
-          "ascent": "local search + realised FGL maximiser"}
+LABELS = {"lp": "LiPopt-{degree} LP", "sdp": "Shor SDP", "lipsdp": "LipSDP-Neuron",
+          "product": "product of layer norms", "exact-fgl": "exact FGL ({algorithm})",
+          "exact": "activation-consistent exact (MIP)", "auto": "auto (best: {best})",
+          "sampling": "sampled gradients", "ascent": "local search + realised FGL maximiser"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--method", default="lp", choices=UPPER_CHOICES + LOWER_CHOICES)
     b.add_argument("--degree", type=int, default=None, help="LiPopt degree k (default max(3, depth+1))")
     b.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
-    b.add_argument("--solver", default="highs", choices=["highs", "clarabel"])
+    b.add_argument("--solver", default="highs", choices=["highs", "clarabel"], help="LP solver")
+    b.add_argument("--sdp-solver", default="sdpa", choices=["sdpa", "scs", "clarabel"], help="SDP solver")
     b.add_argument("--lp-method", default="auto", choices=["auto", "simplex", "ipm", "ipm-nocrossover", "pdlp"])
     b.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
     b.add_argument("--lower-method", default="sampling", choices=LOWER_CHOICES,
@@ -165,6 +167,7 @@ def _bound(args) -> int:
         res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
                           output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
                           lp_method=args.lp_method, time_limit=args.time_limit, lower=args.lower_method,
+                          sdp_solver=args.sdp_solver,
                           samples=args.samples, seed=args.seed, domain=domain,
                           preactivation=args.preactivation)
     if args.json:
@@ -176,7 +179,8 @@ def _bound(args) -> int:
         return 0
     widths = "-".join(str(w) for w in net.widths)
     print(f"model        {args.model}  ({widths}, {net.depth} hidden layer(s), {net.n_params:,} nonzero parameters)")
-    label = LABELS[res.method].format(degree=res.degree, algorithm=res.details.get("algorithm"))
+    label = LABELS[res.method].format(degree=res.degree, algorithm=res.details.get("algorithm"),
+                                      best=res.details.get("best_method"))
     print(f"method       {label}, norm l_{res.norm}")
     if domain is not None:
         d = res.details
@@ -184,7 +188,11 @@ def _bound(args) -> int:
                  "neurons fixed") if "fixed_neurons" in d else ""
         print(f"domain       {repr_domain(domain)}{extra}")
     if res.upper_bound is not None:
-        if res.method == "exact-fgl":
+        if res.method == "exact":
+            lo, hi = res.details["bracket"]
+            extra = (f"  (MIP {res.status}, bracket [{lo:.10g}, {hi:.10g}]; HiGHS tolerances, "
+                     "not an exact-arithmetic certificate)")
+        elif res.method == "exact-fgl":
             lo, hi = res.details["bracket"]
             extra = (f"  (certified; FGL proved, {res.sizes['nodes']:,} nodes)" if res.status == "optimal" else
                      f"  (certified; time limit reached, FGL in [{lo:.10g}, {hi:.10g}])")
@@ -194,11 +202,18 @@ def _bound(args) -> int:
             extra = "  (certified)"
         print(f"upper bound  {res.upper_bound:.10g}{extra}")
     lower_method = res.method if res.method in LOWER_CHOICES else res.details.get("lower_bound_method")
-    how = {"ascent": "local search + realised FGL maximiser"}.get(
+    how = {"ascent": "local search + realised FGL maximiser", "exact witness": "the MIP's witness"}.get(
         lower_method, "sampling + local search in the domain" if domain is not None else f"{args.samples} samples")
     print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm, {how}, seed {args.seed})")
     if res.gap is not None:
         print(f"gap          {res.gap:.4f}x  (upper / lower)")
+    if res.method == "auto":
+        for a in res.details["attempts"]:
+            v = f"{a['value']:.10g}" if a["value"] is not None else "-"
+            print(f"  tried      {a['method']:<10} {v:>16}  {a['seconds']:.3f} s  {a['status']}")
+    if res.method in ("sdp", "lipsdp"):
+        print(f"SDP size     matrix order {res.sizes['order']:,}, {res.sizes.get('constraints', 0):,} multipliers, "
+              f"solver {res.details.get('solver')}")
     if res.method == "lp":
         s = res.sizes
         print(f"LP size      {s['rows']:,} rows x {s['columns']:,} columns, {s['nonzeros']:,} nonzeros; "
@@ -216,8 +231,10 @@ def _gap(args) -> int:
     if not args.time_limit > 0:
         raise InvalidInputError(f"--time-limit must be positive, got {args.time_limit}")
     domain = _domain(args, net.widths[0])
+    extra = ["sdp"] + (["lipsdp"] if args.norm == "2" else []) + (["exact"] if domain is not None else [])
     rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
-                     time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed)
+                     time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed,
+                     methods=extra)
     if args.json:
         rep["model"] = args.model
         print(json.dumps(rep, sort_keys=True, default=str))

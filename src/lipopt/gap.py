@@ -48,8 +48,11 @@ def gap_report(net, norm: str = "inf", output=None, margin=None, c=None, domain=
     ex = attempt("upper", "exact-fgl", lambda: upper_bound(net, method="exact-fgl", lower=False,
                                                            time_limit=time_limit, seed=seed, **common))
     for m in methods or ():
-        attempt("upper", m, lambda m=m: upper_bound(net, method=m, lower=False, time_limit=time_limit,
-                                                    seed=seed, **common))
+        res = attempt("upper", m, lambda m=m: upper_bound(net, method=m, lower=False, time_limit=time_limit,
+                                                          seed=seed, **common))
+        if res is not None and m == "exact":  # the MIP's witness is a lower bound too
+            rows.append({"kind": "lower", "method": "exact witness", "value": res.details["bracket"][0],
+                         "status": res.status, "seconds": 0.0, "error": None, "sizes": {}})
     lowers = [r["value"] for r in rows if r["kind"] == "lower" and r["value"] is not None]
     uppers = [r["value"] for r in rows if r["kind"] == "upper" and r["value"] is not None]
     best_lower = max(lowers) if lowers else None
