@@ -1,4 +1,4 @@
-"""Command line: `lipopt bound|gap|inspect MODEL ...`. The only module that knows about argument parsing.
+"""Command line: `lipopt bound|gap|inspect|batch MODEL ...`. The only module that knows about argument parsing.
 
 Exit codes: 0 ok, 2 bad input (InvalidInputError), 3 solver failure or timeout (SolverFailure).
 Errors are one line on stderr, never a traceback.
@@ -14,6 +14,7 @@ import numpy as np
 from .api import lower_bound, repr_domain, upper_bound
 from .domain import Ball, Box
 from .errors import InvalidInputError, SolverFailure
+from .batch import add_batch_parser, batch_command
 from .gap import gap_report
 from .inspect import summarize
 from .model import load, output_vector
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     for sp_ in (b, g, i):
         sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                          help="input shape without batch (e.g. 1 28 28) for convolutional models")
+    add_batch_parser(sub)
     return p
 
 
@@ -86,7 +88,7 @@ def _domain_flags(q) -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"bound": _bound, "gap": _gap, "inspect": _inspect}[args.command](args)
+        return {"bound": _bound, "gap": _gap, "inspect": _inspect, "batch": batch_command}[args.command](args)
     except InvalidInputError as exc:
         print(f"lipopt: error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ AUTO_SIMPLEX_COLUMNS = 25_000  # simplex stalls on larger LiPopt LPs (>120 s at 
 LP_NORMS = ("inf",)
 FIRST_SEARCH = 2.0           # seconds of exact search before the LP is tried as a closing bound
 LP_CLOSE_COLUMNS = 2_000_000  # the closing LP must stay cheap next to the search
+MAX_DEGREE = 12              # the certificate's templates grow like 3^k per clique
 AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
 AUTO_FIRST_SEARCH = 2.0
 AUTO_ENUMERATION_BITS = 16   # other norms: enumerate 2^16 vertices at most inside auto
@@ -304,6 +305,8 @@ def _lp_columns(net, vec, slopes, opts) -> int | None:
 def check_degree(degree) -> int:
     if not isinstance(degree, (int, np.integer)) or isinstance(degree, bool) or degree < 1:
         raise InvalidInputError(f"degree must be a positive integer, got {degree!r}")
+    if degree > MAX_DEGREE:
+        raise InvalidInputError(f"degree {degree} is above {MAX_DEGREE}; LiPopt LPs beyond that do not fit in memory")
     return int(degree)
 
 
