@@ -603,11 +603,11 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         import highspy
     except ImportError:  # pragma: no cover
         raise InvalidInputError("highspy is not installed: pip install highspy") from None
-    from ..solvers.highs import _quiet_stdout
+    from ..solvers.base import quiet_fds
     A = model.A
     inf = highspy.kHighsInf
     t0 = time.perf_counter()
-    with _quiet_stdout():
+    with quiet_fds((1,)):
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("mip_rel_gap", float(mip_gap))

@@ -1,7 +1,10 @@
 """Solver-agnostic problem and answer types; adapters know nothing about networks."""
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,3 +51,23 @@ class SolverOutput:
     solver: str
     message: str = ""
     info: dict = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def quiet_fds(fds: tuple[int, ...] = (1, 2)):
+    """Send C-level output on the given file descriptors to /dev/null (solvers print banners from C,
+    which would break --json on stdout)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as devnull:
+            for fd in fds:
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, keep in zip(fds, saved):
+            os.dup2(keep, fd)
+            os.close(keep)

@@ -1,15 +1,12 @@
 """HiGHS adapter (highspy): minimise c@x s.t. A_eq x = b_eq, lb <= x <= ub, passed as CSC arrays."""
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import time
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from .base import LinearProgram, SolverOutput, Status
+from .base import LinearProgram, SolverOutput, Status, quiet_fds
 
 METHODS = {"ipm": ("ipm", "on"), "ipm-nocrossover": ("ipm", "off"), "simplex": ("simplex", "on"),
            "pdlp": ("pdlp", "off"), "choose": ("choose", "on")}
@@ -25,20 +22,6 @@ def _status_map():
             S.kInterrupt: Status.TIME_LIMIT}
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """HiGHS prints a banner from C on fd 1; keep stdout clean for --json."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def solve(lp: LinearProgram, method: str = "ipm", time_limit: float | None = None,
           threads: int | None = None) -> SolverOutput:
     try:
@@ -50,7 +33,7 @@ def solve(lp: LinearProgram, method: str = "ipm", time_limit: float | None = Non
     solver, crossover = METHODS[method]
     A = lp.A_eq.tocsc()
     t0 = time.perf_counter()
-    with _quiet_stdout():
+    with quiet_fds((1,)):  # HiGHS prints a banner from C on fd 1
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("solver", solver)

@@ -10,18 +10,15 @@ a certificate is rebuilt from ``y`` alone. Adapters know nothing about networks.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from .base import SOLUTION_PRESENT, Status
+from .base import SOLUTION_PRESENT, Status, quiet_fds
 
 # name -> (module that must be importable, adapter module in this package)
 SDP_SOLVERS = {"sdpa": ("sdpap", "sdpa"), "clarabel": ("clarabel", "conic_sdp"), "scs": ("scs", "conic_sdp")}
@@ -99,26 +96,6 @@ def solve_sdp(sdp: SemidefiniteProgram, solver: str = "sdpa", time_limit: float 
         raise InvalidInputError(f"time_limit must be positive, got {time_limit!r}")
     module = importlib.import_module(f".{adapter}", __package__)
     return module.solve(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
-
-
-@contextlib.contextmanager
-def quiet_fds():
-    """Send C-level output on fd 1 (and fd 2) to /dev/null: SDP solvers print banners from C."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
 
 
 __all__ = ["SDP_SOLVERS", "SDPSolution", "SOLUTION_PRESENT", "SemidefiniteProgram", "installed_sdp_solvers",
