@@ -37,12 +37,16 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
                 cliques: str | list = "inputs", solver: str = "highs", lp_method: str = "auto",
                 coverage: str = "enlarge", time_limit: float | None = None,
                 max_columns: int = DEFAULT_MAX_COLUMNS, lower: bool | str = True, samples: int = 4096,
-                seed: int = 0, domain=None, preactivation: str = "linear", sdp_solver: str = "sdpa") -> Result:
+                seed: int = 0, domain=None, preactivation: str = "linear", sdp_solver: str = "sdpa",
+                clique_size: int | None = None) -> Result:
     """Certified upper bound on the Lipschitz constant of c^T f w.r.t. ||.||_norm on the input.
 
     method: "lp" (LiPopt-k, Krivine LP of degree ``degree``, default max(3, depth + 1)), "product"
-    (product of layer norms) or "exact-fgl" (exact maximum of the norm-gradient polynomial: DP, branch
-    and bound or enumeration; under ``time_limit`` a proven bracket with status "time_limit").
+    (product of layer norms), "exact-fgl" (exact maximum of the norm-gradient polynomial: DP, branch
+    and bound or enumeration; under ``time_limit`` a proven bracket with status "time_limit"),
+    "sdp" (Shor SDP), "sdp2" (sparse order-2 SDP on cliques of ``clique_size`` variables, default 4: a
+    hidden neuron and its strongest inputs; one hidden layer, l_inf), "lipsdp" (l2), "exact" (MIP) and
+    "auto" (the best of these under ``time_limit``).
     ``cliques``: "inputs", "units", "dense", or a list of variable-id arrays. ``lower``: True or
     "sampling" (seeded sampled gradients), "ascent" (local search plus the FGL maximiser realised as
     an input), or False.
@@ -65,7 +69,7 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
     t_domain = time.perf_counter() - t0
     opts = {"degree": degree, "cliques": cliques, "solver": solver, "lp_method": lp_method,
             "coverage": coverage, "time_limit": time_limit, "max_columns": max_columns, "seed": seed,
-            "domain": domain, "sdp_solver": sdp_solver}
+            "domain": domain, "sdp_solver": sdp_solver, "clique_size": clique_size}
     out = RUNNERS[method](net, vec, norm, slopes, opts)
     timings = {"domain": t_domain, **out.timings}
     details.update(out.details)

@@ -26,9 +26,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-UPPER_CHOICES = ["lp", "sdp", "lipsdp", "product", "exact-fgl", "exact", "auto"]
+UPPER_CHOICES = ["lp", "sdp", "sdp2", "lipsdp", "product", "exact-fgl", "exact", "auto"]
 LOWER_CHOICES = ["sampling", "ascent"]
-LABELS = {"lp": "LiPopt-{degree} LP", "sdp": "Shor SDP", "lipsdp": "LipSDP-Neuron",
+LABELS = {"lp": "LiPopt-{degree} LP", "sdp": "Shor SDP", "sdp2": "order-2 SDP (cliques)", "lipsdp": "LipSDP-Neuron",
           "product": "product of layer norms", "exact-fgl": "exact FGL ({algorithm})",
           "exact": "activation-consistent exact (MIP)", "auto": "auto (best: {best})",
           "sampling": "sampled gradients", "ascent": "local search + realised FGL maximiser"}
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         _domain_flags(q)
     b.add_argument("--method", default="lp", choices=UPPER_CHOICES + LOWER_CHOICES)
     b.add_argument("--degree", type=int, default=None, help="LiPopt degree k (default max(3, depth+1))")
+    b.add_argument("--clique-size", type=int, default=None,
+                   help="sdp2: variables per clique, a hidden neuron and its strongest inputs (default 4)")
     b.add_argument("--cliques", default="inputs", choices=["inputs", "units", "dense"])
     b.add_argument("--solver", default="highs", choices=["highs", "clarabel"], help="LP solver")
     b.add_argument("--sdp-solver", default="sdpa", choices=["sdpa", "scs", "clarabel"], help="SDP solver")
@@ -169,7 +171,7 @@ def _bound(args) -> int:
         res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
                           output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
                           lp_method=args.lp_method, time_limit=args.time_limit, lower=args.lower_method,
-                          sdp_solver=args.sdp_solver,
+                          sdp_solver=args.sdp_solver, clique_size=args.clique_size,
                           samples=args.samples, seed=args.seed, domain=domain,
                           preactivation=args.preactivation)
     if args.json:
@@ -233,7 +235,8 @@ def _gap(args) -> int:
     if not args.time_limit > 0:
         raise InvalidInputError(f"--time-limit must be positive, got {args.time_limit}")
     domain = _domain(args, net.widths[0])
-    extra = ["sdp"] + (["lipsdp"] if args.norm == "2" else []) + (["exact"] if domain is not None else [])
+    extra = (["sdp"] + (["sdp2"] if args.norm == "inf" and net.depth == 1 else [])
+             + (["lipsdp"] if args.norm == "2" else []) + (["exact"] if domain is not None else []))
     rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
                      time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed,
                      methods=extra)
