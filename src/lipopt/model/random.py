@@ -29,3 +29,27 @@ def random_network(widths, band: int | None = None, seed: int = 0, bias: bool = 
         Ws.append(W)
         bs.append(b)
     return build_network(Ws, bs)
+
+
+def torch_random_network(widths, band: int | None = None, seed: int = 0) -> Network:
+    """The networks of Chen et al.'s published benchmark, bit for bit: ``torch.manual_seed(seed)``, then
+    one ``torch.nn.Linear`` (default init, with bias) per layer in forward order, the band mask applied
+    to every layer but the last after initialisation; float32 weights widened to float64. The global
+    torch RNG state is restored afterwards. Needs PyTorch (``pip install lipopt[torch]``)."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is an optional extra
+        from ..errors import InvalidInputError
+        raise InvalidInputError("the published benchmark's networks come from PyTorch's RNG; "
+                                "install it with pip install lipopt[torch]") from exc
+    Ws, bs = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        layers = [torch.nn.Linear(widths[l], widths[l + 1], bias=True) for l in range(len(widths) - 1)]
+    for l, lin in enumerate(layers):
+        W = lin.weight.detach().numpy().astype(np.float64)
+        if band is not None and l < len(widths) - 2:
+            W = W * band_mask(widths[l + 1], widths[l], band)
+        Ws.append(W)
+        bs.append(lin.bias.detach().numpy().astype(np.float64))
+    return build_network(Ws, bs)
