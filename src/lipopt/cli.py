@@ -72,7 +72,35 @@ def _parser() -> argparse.ArgumentParser:
         sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                          help="input shape without batch (e.g. 1 28 28) for convolutional models")
     add_batch_parser(sub)
+    _experiment_parser(sub)
     return p
+
+
+def _experiment_parser(sub) -> None:
+    e = sub.add_parser("experiment", help="reproduce the paper's experiments and the Chen et al. (2020) "
+                                          "benchmark: CSV, Markdown report and plots")
+    e.add_argument("name", choices=["random", "banded", "mnist", "all"], help="experiment to run")
+    e.add_argument("--out", default="lipopt-experiments", metavar="DIR",
+                   help="output directory: CSVs, report.md, plots/, cache/ (default ./lipopt-experiments)")
+    e.add_argument("--quick", action="store_true", help="tiny sizes, 2 seeds, small budgets (under a minute)")
+    e.add_argument("--slow", action="store_true", help="also the expensive cells (large networks, big LPs)")
+    e.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="network seeds")
+    e.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="lipopt time limit per cell (default per experiment and method)")
+    e.add_argument("--jobs", type=int, default=None, metavar="N", help="cells at once (default: cores, max 2)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _experiment(args) -> int:
+    from .experiments import run_experiment
+    s = run_experiment(args.name, args.out, quick=args.quick, seeds=args.seeds, time_limit=args.time_limit,
+                       slow=args.slow, progress=not args.no_progress, jobs=args.jobs)
+    for name, e in s["experiments"].items():
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(e["statuses"].items()))
+        print(f"{name:<8} {e['cells']} cells ({e['computed']} computed, {e['cached']} cached, {e['skipped']} skipped) "
+              f"in {e['seconds']:.1f} s; {statuses}; {e['csv']}")
+    print(f"report   {s['report']}  ({s['seconds']:.1f} s)")
+    return 0
 
 
 def _domain_flags(q) -> None:
@@ -90,7 +118,8 @@ def _domain_flags(q) -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"bound": _bound, "gap": _gap, "inspect": _inspect, "batch": batch_command}[args.command](args)
+        return {"bound": _bound, "gap": _gap, "inspect": _inspect, "batch": batch_command,
+                "experiment": _experiment}[args.command](args)
     except InvalidInputError as exc:
         print(f"lipopt: error: {exc}", file=sys.stderr)
         return 2
