@@ -11,9 +11,10 @@ from lipopt.certify_sdp import certify_gram, lambda_min_lower_bound
 from lipopt.domain import Box, local_slopes
 from lipopt.errors import InvalidInputError, SolverFailure
 from lipopt.exact.enumerate import exact_fgl
-from lipopt.relaxations import shor as shor_mod
 from lipopt.relaxations.lipsdp import lipsdp_neuron
+from lipopt.relaxations.moments import order2_bound
 from lipopt.relaxations.shor import shor_bound, shor_sdp, shor_system
+from lipopt.solvers import sdp as sdp_mod
 from lipopt.solvers.base import Status
 from lipopt.solvers.sdp import SDPSolution, SemidefiniteProgram, installed_sdp_solvers, solve_sdp
 
@@ -219,10 +220,12 @@ def test_sdpa_time_limit_kills_child():
 @pytest.mark.parametrize("status", [Status.ERROR, Status.INFEASIBLE, Status.TIME_LIMIT])
 def test_failed_solve_raises(monkeypatch, status):
     net = small_network((3, 4, 1), 0)
-    monkeypatch.setattr(shor_mod, "solve_sdp",
+    monkeypatch.setattr(sdp_mod, "solve_sdp",
                         lambda *a, **k: SDPSolution(status, None, None, None, None, 0.0, "fake"))
     with pytest.raises(SolverFailure):
         shor_bound(net, np.ones(1))
+    with pytest.raises(SolverFailure):
+        order2_bound(net, np.ones(1))
 
 
 def test_nan_multipliers_raise(monkeypatch):
@@ -230,9 +233,11 @@ def test_nan_multipliers_raise(monkeypatch):
 
     def fake(sdp, **k):
         return SDPSolution(Status.INACCURATE, np.zeros(sdp.n), np.full(sdp.m, np.nan), 0.0, 0.0, 0.0, "fake")
-    monkeypatch.setattr(shor_mod, "solve_sdp", fake)
+    monkeypatch.setattr(sdp_mod, "solve_sdp", fake)
     with pytest.raises(SolverFailure):
         shor_bound(net, np.ones(1))
+    with pytest.raises(SolverFailure):
+        order2_bound(net, np.ones(1))
 
 
 def test_infeasible_sdp_reports_status():

@@ -39,8 +39,7 @@ from ..certify_sdp import U, gamma, lambda_min_lower_bound, sum_up, up
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
 from ..polynomial import SlopeBox
-from ..solvers.base import SOLUTION_PRESENT
-from ..solvers.sdp import SemidefiniteProgram, solve_sdp
+from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
 from .quadratic import build_model, check_c, check_slopes, gradient_forms
 from .shor import SDPBound
 
@@ -348,9 +347,7 @@ def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "i
     remaining = None if time_limit is None else time_limit - (t1 - t0)
     if remaining is not None and remaining <= 0:
         raise SolverFailure("time limit reached while building the order-2 SDP")
-    sol = solve_sdp(sdp, solver=solver, time_limit=remaining, threads=threads, tolerance=tolerance)
-    if sol.status not in SOLUTION_PRESENT or sol.y is None:
-        raise SolverFailure(f"{solver}: {sol.status.value} ({sol.message})")
+    sol = solve_for_multipliers(sdp, solver=solver, time_limit=remaining, threads=threads, tolerance=tolerance)
     t2 = time.perf_counter()
     cert = certify_moments(system, sol.y)
     t3 = time.perf_counter()

@@ -30,8 +30,7 @@ from ..certify_sdp import GramSystem, certify_gram
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
 from ..polynomial import SlopeBox
-from ..solvers.base import SOLUTION_PRESENT
-from ..solvers.sdp import SemidefiniteProgram, solve_sdp
+from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
 from .quadratic import (_select, _stack, build_model, check_c, check_slopes, constant_forms, gradient_forms,
                         interval, products, radius_squared, shrink, unit_forms)
 
@@ -86,9 +85,7 @@ def solve_gram(system: GramSystem, solver: str, time_limit: float | None, thread
     t0 = time.perf_counter()
     sdp = shor_sdp(system)
     t1 = time.perf_counter()
-    sol = solve_sdp(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
-    if sol.status not in SOLUTION_PRESENT or sol.y is None:
-        raise SolverFailure(f"{solver}: {sol.status.value} ({sol.message})")
+    sol = solve_for_multipliers(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
     t2 = time.perf_counter()
     cert = certify_gram(system, sol.y)
     t3 = time.perf_counter()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SolverFailure
 from .base import SOLUTION_PRESENT, Status, quiet_fds
 
 # name -> (module that must be importable, adapter module in this package)
@@ -98,5 +98,15 @@ def solve_sdp(sdp: SemidefiniteProgram, solver: str = "sdpa", time_limit: float 
     return module.solve(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
 
 
+def solve_for_multipliers(sdp: SemidefiniteProgram, solver: str = "sdpa", time_limit: float | None = None,
+                          threads: int | None = None, tolerance: float | None = None) -> SDPSolution:
+    """``solve_sdp``, raising SolverFailure unless a dual point ``y`` came back: relaxations certify from
+    y (any y gives a valid bound), so without one there is no bound to report."""
+    sol = solve_sdp(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
+    if sol.status not in SOLUTION_PRESENT or sol.y is None:
+        raise SolverFailure(f"{solver}: {sol.status.value} ({sol.message})")
+    return sol
+
+
 __all__ = ["SDP_SOLVERS", "SDPSolution", "SOLUTION_PRESENT", "SemidefiniteProgram", "installed_sdp_solvers",
-           "quiet_fds", "solve_sdp"]
+           "quiet_fds", "solve_for_multipliers", "solve_sdp"]
