@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from . import memory
 from .errors import InvalidInputError
 from .model.network import Network
 from .monomials import monomial_keys
@@ -116,6 +117,9 @@ def build_polynomial(net: Network, c: np.ndarray, slopes: SlopeBox | None = None
         raise InvalidInputError(
             f"the network has {n_paths_est:,} nonzero paths (limit {MAX_PATHS:,}); prune it or use "
             "--method product/sampling")
+    memory.require(float(n_paths_est) * (d + 2) * memory.BYTES_PER_PATH_VAR,
+                   f"the norm-gradient polynomial's {n_paths_est:,} paths",
+                   "prune the network or use --method product, sdp or sampling")
     # Enumerate nonzero paths: node index per layer and the product of weights along the path.
     W0 = net.weights[0] if d else sp.csr_array(sp.diags_array(c) @ net.weights[0])
     W0 = sp.coo_array(W0)

@@ -94,3 +94,48 @@ def _dedupe(cliques: list[np.ndarray]) -> list[np.ndarray]:
             seen.add(key)
             out.append(q)
     return out
+
+
+def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = "inputs") -> np.ndarray:
+    """Sizes of ``network_cliques``' cliques (before de-duplication, so never smaller in total), from the
+    weight patterns alone: used to refuse an LP before the polynomial is built."""
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"unknown clique strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    d, n0 = net.depth, net.widths[0]
+    free = [np.asarray(lo) < np.asarray(hi) for lo, hi in zip(slopes.lo, slopes.hi)]
+    if strategy == "dense":
+        return np.array([n0 + int(sum(f.sum() for f in free))])
+    if d == 0:
+        return np.ones(n0, dtype=np.int64)
+    alive = [(lo != 0) | (hi != 0) for lo, hi in zip(slopes.lo, slopes.hi)]
+    pattern = [sp.csr_array((abs(W) > 0).astype(np.float64)) for W in net.weights]
+    back = (pattern[d].T @ (np.abs(c) > 0).astype(float)) > 0
+    on_path = [None] * d
+    for l in range(d - 1, -1, -1):
+        on_path[l] = back & alive[l]
+        if l:
+            back = (pattern[l].T @ on_path[l].astype(float)) > 0
+    if strategy == "inputs":
+        sizes = np.ones(n0, dtype=np.int64)
+        reach = sp.csr_array(pattern[0][np.flatnonzero(on_path[0])])  # rows: live neurons of layer 1
+        rows = np.flatnonzero(on_path[0])
+        for l in range(d):
+            if l:
+                reach = sp.csr_array(pattern[l][np.flatnonzero(on_path[l])][:, rows] @ reach)
+                reach.data[:] = 1.0
+                rows = np.flatnonzero(on_path[l])
+            counted = sp.csr_array(reach[np.flatnonzero(free[l][rows])])
+            sizes += np.bincount(counted.indices, minlength=n0).astype(np.int64)
+        return sizes
+    last = np.flatnonzero(on_path[d - 1])
+    field = sp.csr_array(sp.identity(net.widths[d], format="csr")[last])
+    sizes = np.asarray(free[d - 1][last], dtype=np.int64)
+    for l in range(d - 1, -1, -1):
+        field = sp.csr_array(field @ pattern[l])
+        field.data[:] = 1.0
+        if l:
+            field = sp.csr_array(field @ sp.diags_array(on_path[l - 1].astype(float)))
+            sizes += np.asarray((field[:, free[l - 1]] != 0).sum(axis=1)).ravel().astype(np.int64)
+        else:
+            sizes += np.diff(field.indptr)
+    return sizes

@@ -59,7 +59,20 @@ class KrivineStructure:
 
 def estimate_size(cliques, degree: int) -> int:
     """Upper bound on the number of LP columns: sum over cliques and j <= k of C(m, j) 2^j."""
-    return sum(comb(len(q), j) << j for q in cliques for j in range(1, min(degree, len(q)) + 1))
+    return columns_for_sizes([len(q) for q in cliques], degree)
+
+
+def columns_for_sizes(sizes, degree: int, stop: int | None = None) -> int:
+    """sum over clique sizes m and j <= k of C(m, j) 2^j (exact integers); stops early past ``stop``."""
+    total, memo = 0, {}
+    for m in sizes:
+        m = int(m)
+        if m not in memo:
+            memo[m] = sum(comb(m, j) << j for j in range(1, min(degree, m) + 1))
+        total += memo[m]
+        if stop is not None and total > stop:
+            break
+    return total
 
 
 _CACHE: "OrderedDict[bytes, KrivineStructure]" = OrderedDict()
@@ -205,3 +218,24 @@ def krivine_lp(poly: NormGradientPolynomial, structure: KrivineStructure) -> Lin
 def constant_term(poly: NormGradientPolynomial) -> float:
     const = poly.monomials[:, 0] < 0
     return float(poly.coef[const].sum()) if const.any() else 0.0
+
+
+def precheck_size(net, c, slopes, degree: int, strategy: str, max_columns: int) -> int:
+    """Estimated LiPopt-k columns from the weight patterns alone (before the polynomial is built):
+    refuses when the degree is below depth + 1, the estimate is above ``max_columns``, or the LP would
+    not fit in the memory limit. Returns the estimate."""
+    from .. import memory
+    from .cliques import clique_sizes
+    if net.depth + 1 > degree:
+        raise InvalidInputError(f"degree {degree} is below the polynomial's degree {net.depth + 1} (depth + 1): "
+                                f"use --degree {net.depth + 1} or more")
+    sizes = clique_sizes(net, c, slopes, strategy)
+    cap = min(max_columns, int(memory.current() / memory.BYTES_PER_LP_COLUMN))
+    est = columns_for_sizes(sizes, degree, stop=cap)
+    if est > max_columns:
+        raise InvalidInputError(
+            f"LiPopt-{degree} would need more than {max_columns:,} LP columns ({len(sizes):,} cliques of up to "
+            f"{int(sizes.max()):,} variables); use a lower degree, sparser cliques, or --method sdp / product")
+    memory.require(float(est) * memory.BYTES_PER_LP_COLUMN, f"the LiPopt-{degree} LP ({est:,} columns)",
+                   "use a lower degree or --method sdp / product")
+    return est

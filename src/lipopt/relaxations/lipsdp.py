@@ -24,6 +24,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from .. import memory
 from ..certify_sdp import GramSystem, gamma, sum_up, up
 from ..errors import InvalidInputError
 from ..model.network import Network
@@ -56,6 +57,8 @@ def lipsdp_neuron(net: Network, c, slopes: SlopeBox | None = None, solver: str =
     N = int(offs[-1])
     if N > MAX_ORDER:
         raise InvalidInputError(f"the LipSDP matrix would have order {N} (limit {MAX_ORDER})")
+    memory.require(float(N) * N * memory.BYTES_PER_SDP_ENTRY, f"the LipSDP SDP (matrix order {N:,})",
+                   "a smaller network or --method product fit")
 
     # neuron constraints: a = e_{x_lj} - alpha W_{l-1}[j, :] (on x_{l-1}), b = beta W_{l-1}[j, :] - e_{x_lj}
     A_parts, B_parts = [], []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .. import memory
 from ..certify_sdp import U, gamma, sum_up
 from ..errors import InvalidInputError
 from ..model.network import Network
@@ -115,6 +116,9 @@ def products(A: Affine, B: Affine, group: np.ndarray, n_groups: int, ncols: int,
     startb = np.concatenate([[0], np.cumsum(nb)[:-1]])
     # every (a-entry, b-entry) pair of the same row k
     rep = nb[ra]
+    memory.require(2.0 * float(rep.sum()) * memory.BYTES_PER_GRAM_PRODUCT,
+                   f"the SDP's {2 * int(rep.sum()):,} quadratic-form entries",
+                   "a global bound, a smaller or sparser network, or --method product fit")
     ia = np.repeat(np.arange(len(ra)), rep)
     first = np.cumsum(rep) - rep
     ib = np.repeat(startb[ra] - first, rep) + np.arange(int(rep.sum()))

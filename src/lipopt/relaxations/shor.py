@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .. import memory
 from ..certify_sdp import GramSystem, certify_gram
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
@@ -137,6 +138,8 @@ def shor_system(net: Network, c, slopes: SlopeBox | None = None, norm: str = "in
     N = model.ncols
     if N > MAX_ORDER:
         raise InvalidInputError(f"the Shor matrix would have order {N} (limit {MAX_ORDER})")
+    memory.require(float(N) * N * memory.BYTES_PER_SDP_ENTRY, f"the Shor SDP (matrix order {N:,})",
+                   "a smaller network or --method product fit")
     r0 = gradient_forms(net, model)
     n0 = net.widths[0]
     Q = products(unit_forms(model.t_index, nmax), r0, np.zeros(n0, np.int64), 1, nmax)
