@@ -269,14 +269,19 @@ def test_torchscript_file(tmp_path, how):
     ts = torch.jit.script(model) if how == "script" else torch.jit.trace(model, example)
     path = tmp_path / "model.pt"
     torch.jit.save(ts, str(path))
-    assert_same(model, (1, 8, 8), net=load(path, input_shape=(1, 8, 8)))
+    with pytest.raises(InvalidInputError, match="trust"):  # TorchScript runs code when loaded
+        load(path, input_shape=(1, 8, 8))
+    with pytest.warns(UserWarning, match="trust_code=True: torch.jit.load runs the TorchScript code"):
+        net = load(path, input_shape=(1, 8, 8), trust_code=True)
+    assert_same(model, (1, 8, 8), net=net)
 
 
 def test_torchscript_custom_module_rejected(tmp_path):
     path = tmp_path / "m.pt"
     torch.jit.save(torch.jit.script(_Block()), str(path))
-    with pytest.raises(InvalidInputError, match="TorchScript"):
-        load(path)
+    with pytest.warns(UserWarning, match="trust_code"), \
+            pytest.raises(InvalidInputError, match="only TorchScript nn.Sequential"):
+        load(path, trust_code=True)
 
 
 def test_state_dict_and_pickle(tmp_path, monkeypatch):
@@ -294,12 +299,18 @@ def test_state_dict_and_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", spy)
     with pytest.raises(InvalidInputError, match="state dict"):
         load(sd_path)
-    with pytest.raises(InvalidInputError, match="allow_pickle"):
+    with pytest.raises(InvalidInputError, match=r"pickled Python objects.*--trust-code \(CLI\) or "
+                                                 r"trust_code=True \(API\)"):
         load(pickle_path)
-    assert calls and all(c is True for c in calls)  # never weights_only=False without allow_pickle
-    with pytest.warns(UserWarning, match="allow_pickle"):
-        net = load(pickle_path, input_shape=(1, 8, 8), allow_pickle=True)
+    assert calls and all(c is True for c in calls)  # never weights_only=False without trust_code
+    with pytest.warns(UserWarning, match="trust_code=True: unpickling"):
+        net = load(pickle_path, input_shape=(1, 8, 8), trust_code=True)
     assert calls[-1] is False
+    assert_same(model, (1, 8, 8), net=net)
+    n = len(calls)
+    with pytest.warns(DeprecationWarning, match="allow_pickle"), pytest.warns(UserWarning, match="unpickling"):
+        net = load(pickle_path, input_shape=(1, 8, 8), allow_pickle=True)  # deprecated alias of trust_code
+    assert calls[n:] == [True, False]
     assert_same(model, (1, 8, 8), net=net)
 
 
@@ -314,6 +325,8 @@ def test_malformed_files(tmp_path):
     truncated.write_bytes(ts.read_bytes()[:200])
     with pytest.raises(InvalidInputError):
         load(truncated)
+    with pytest.raises(InvalidInputError):
+        load(truncated, trust_code=True)
     with pytest.raises(InvalidInputError, match="no such file"):
         load(tmp_path / "missing.pth")
     with pytest.raises(InvalidInputError, match="unsupported model file type"):

@@ -2,21 +2,31 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import InvalidInputError
 from .activations import ACTIVATIONS, Activation
 from .network import Network, build_network, output_vector
 from .npz import load_npz, save_npz
+from .safety import clean_errors
 
 
-def load(source, *, input_shape=None, allow_pickle: bool = False) -> Network:
+@clean_errors
+def load(source, *, input_shape=None, trust_code: bool = False, allow_pickle: bool | None = None) -> Network:
     """Load a Network from a file (.npz, .onnx, .pt/.pth), a torch nn.Module, or return a Network as is.
 
-    ``input_shape`` (no batch dim, e.g. (1, 28, 28)) is needed by convolutional torch models unless a
-    Linear layer fixes it. ``.pt``/``.pth``: TorchScript archives are read safely; a pickled module is only
-    unpickled (which can run arbitrary code) with ``allow_pickle=True``; a bare state dict is rejected.
+    Reading a file runs no code from it: a TorchScript archive (torch.jit.load runs its code) or a pickled
+    nn.Module (torch.load(weights_only=False) unpickles arbitrary objects) is refused unless
+    ``trust_code=True`` (then a warning says so); ``allow_pickle`` is a deprecated alias of ``trust_code``.
+    Zip archives are CRC-checked, sizes are checked before reading, arrays must be real and finite; every
+    problem is one InvalidInputError with a one-line message. ``input_shape`` (no batch dim, e.g.
+    (1, 28, 28)) is needed by convolutional torch models unless a Linear layer fixes it.
     """
+    if allow_pickle is not None:
+        warnings.warn("load(allow_pickle=...) is deprecated, use trust_code=...", DeprecationWarning,
+                      stacklevel=3)
+        trust_code = bool(trust_code or allow_pickle)
     if isinstance(source, Network):
         return source
     if isinstance(source, (str, Path)):
@@ -28,8 +38,8 @@ def load(source, *, input_shape=None, allow_pickle: bool = False) -> Network:
             from .onnx_loader import load_onnx
             return load_onnx(path, input_shape=input_shape)
         if suffix in (".pt", ".pth"):
-            from .torch_loader import load_torch_file
-            return load_torch_file(path, input_shape=input_shape, allow_pickle=allow_pickle)
+            from .torch_files import load_torch_file
+            return load_torch_file(path, input_shape=input_shape, trust_code=trust_code)
         raise InvalidInputError(
             f"{path}: unsupported model file type {path.suffix!r} (supported: .npz, .onnx, .pt, .pth)")
     torch = sys.modules.get("torch")  # a torch object can only exist if torch is imported

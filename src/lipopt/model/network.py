@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from .activations import Activation, check_activation
 from .activations import derivative as _act_derivative
 from .activations import value as _act_value
+from .safety import check_dtype, check_finite, real_array
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def activation_slope(act: Activation, z: np.ndarray) -> np.ndarray:
 
 def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str] | None = None,
                   source: str = "model") -> Network:
-    """Validate and convert arrays into a Network (weights shape (out, in), finite values).
+    """Validate and convert arrays into a Network (weights shape (out, in), real dtypes, finite values).
 
     Every check raises InvalidInputError naming what was expected and what was received.
     """
@@ -87,8 +88,15 @@ def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str
         raise InvalidInputError(f"{source}: {len(weights)} weight matrices but {len(biases)} bias vectors")
     Ws, bs = [], []
     for l, (W, b) in enumerate(zip(weights, biases)):
-        W = sp.csr_array(W, dtype=np.float64) if sp.issparse(W) else _dense_2d(W, f"{source}: W{l}")
-        b = np.asarray(b, dtype=np.float64)
+        # safety.real_array: real numeric dtype (no complex/datetime/object/strings) and finite values,
+        # checked before any conversion to float64 could drop an imaginary part or reinterpret dates
+        if sp.issparse(W):
+            check_dtype(W.dtype, f"{source}: W{l}")
+            W = sp.csr_array(W, dtype=np.float64)
+            check_finite(W.data, f"{source}: W{l}")
+        else:
+            W = real_array(W, f"{source}: W{l}")
+        b = real_array(b, f"{source}: b{l}")
         if W.ndim != 2:
             raise InvalidInputError(f"{source}: W{l} must be 2-D (out, in), got shape {W.shape}")
         if b.ndim != 1 or b.shape[0] != W.shape[0]:
@@ -98,9 +106,6 @@ def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str
                 f"{source}: W{l} has {W.shape[1]} inputs but layer {l - 1} has {Ws[-1].shape[0]} outputs")
         if W.shape[0] == 0 or W.shape[1] == 0:
             raise InvalidInputError(f"{source}: W{l} has an empty shape {W.shape}")
-        data = W.data if sp.issparse(W) else W
-        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(b))):
-            raise InvalidInputError(f"{source}: layer {l} contains NaN or Inf")
         W = sp.csr_array(W)
         W.eliminate_zeros()
         W.sort_indices()
@@ -111,13 +116,6 @@ def build_network(weights: Sequence, biases: Sequence, activations: Sequence[str
         raise InvalidInputError(
             f"{source}: {len(Ws) - 1} hidden layers but {len(names)} activations given")
     return Network(tuple(Ws), tuple(bs), tuple(check_activation(a) for a in names))
-
-
-def _dense_2d(W, what: str) -> np.ndarray:
-    try:
-        return np.asarray(W, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} is not a numeric array ({exc})") from None
 
 
 def output_vector(net: Network, output: int | None = None, margin: tuple[int, int] | None = None,

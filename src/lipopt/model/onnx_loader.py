@@ -7,14 +7,20 @@ MatMul by a constant and Add/Sub/Mul/Div by a constant are affine; Conv and Aver
 matrices (conv.py); BatchNormalization is x -> scale (x - mean) / sqrt(var + eps) + B, folded into the
 neighbouring affine map; Flatten(axis=1), Reshape keeping the batch dim, Identity and Dropout are the identity
 on the flat input; activations go through the table conv.ACTIVATION_TYPES.
+
+Safety: the file size is checked against safety.MEMORY_BUDGET before parsing; external data files (tensors
+stored beside the model) must be regular files inside the model's folder (no absolute paths, no '..', no
+symlink leaving the folder) and within the budget; every weight goes through safety.real_array.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from .safety import InvalidArrayError, check_budget, clean_errors, first_line, real_array
 from .conv import (Activation, AdaptiveAvgPool, AvgPool, ChannelAffine, Conv, Dense, Elementwise, Flatten,
                    Layer, Reshape, activation_name, infer_input_shape, is_activation_type, network_from_layers,
                    supported_activations)
@@ -31,6 +37,7 @@ class _Unsupported(Exception):
     """One unsupported node; collected so that a single error lists all of them."""
 
 
+@clean_errors
 def load_onnx(path, input_shape=None) -> Network:
     """Network computing the same function as the ONNX model at ``path`` on inputs flattened channel-major.
 
@@ -46,10 +53,15 @@ def load_onnx(path, input_shape=None) -> Network:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
+    check_budget(path.stat().st_size, str(path))
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)  # external data: checked first, below
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
+        raise InvalidInputError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
+    _load_external_data(model, path)
+    try:
         onnx.checker.check_model(model)
-    except Exception as exc:  # protobuf DecodeError, onnx ValidationError, OSError, ...
+    except Exception as exc:  # onnx ValidationError
         raise InvalidInputError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
     graph = model.graph
     source = str(path)
@@ -82,6 +94,7 @@ def load_onnx(path, input_shape=None) -> Network:
                 unsupported.append(f"{label}: {_first_line(exc)}")
             continue
         if ins and all(n in consts for n in ins):  # constant folding (e.g. a transposed weight)
+            _check_folded_size(node, ins, consts, opsets, f"{source}: {label}")
             try:
                 outs = ReferenceEvaluator(node, opsets=opsets).run(None, {n: consts[n] for n in ins})
                 consts.update((name, np.asarray(v)) for name, v in zip(node.output, outs) if name)
@@ -105,6 +118,8 @@ def load_onnx(path, input_shape=None) -> Network:
         else:
             try:
                 layers.extend(_convert(node.op_type, label, ins, attrs, consts, shapes, current, batch))
+            except InvalidArrayError as exc:  # a bad weight is an error of its own, not "unsupported"
+                raise InvalidArrayError(f"{source}: {label}: {exc}") from None
             except (_Unsupported, InvalidInputError) as exc:
                 unsupported.append(f"{label}: {exc}" if str(exc) else label)
         if node.output:
@@ -127,9 +142,83 @@ def load_onnx(path, input_shape=None) -> Network:
     return network_from_layers(layers, shape, source)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+_first_line = first_line
+
+
+def _load_external_data(model, path: Path) -> None:
+    """Read the tensors stored in external files, after checking each location: a relative path inside
+    the model's folder (ONNX lets 'location' be any path, e.g. /etc/passwd or ../../secret), a regular
+    file, and all of them together within the memory budget."""
+    from onnx import TensorProto, external_data_helper
+    tensors = [t for t in _all_tensors(model) if t.HasField("data_location") and
+               t.data_location == TensorProto.EXTERNAL]
+    if not tensors:
+        return
+    folder = path.resolve().parent
+    files = set()
+    for t in tensors:
+        # onnx uses the last 'location' entry: exactly one is accepted, so the one checked is the one read
+        locations = [e.value for e in t.external_data if e.key == "location"]
+        location = locations[0] if len(locations) == 1 else ""
+        parts = location.replace("\\", "/").split("/")
+        try:
+            target = (folder / location).resolve()
+        except (OSError, ValueError):  # NUL bytes, symlink loops
+            target = None
+        if not location or os.path.isabs(location) or ".." in parts or ":" in location or \
+                target is None or not target.is_relative_to(folder):
+            raise InvalidInputError(f"{path}: tensor {t.name!r} points at external data {locations!r} outside "
+                                    f"the model's folder; only one relative path inside it is read")
+        if not target.is_file():
+            raise InvalidInputError(f"{path}: external data file {location!r} of tensor {t.name!r} is missing "
+                                    f"or not a regular file")
+        files.add(target)
+    check_budget(sum(f.stat().st_size for f in files), f"{path}: external data")
+    try:
+        external_data_helper.load_external_data_for_model(model, str(folder))
+    except Exception as exc:  # offsets or lengths beyond the file, unreadable file
+        raise InvalidInputError(f"{path}: unreadable external data ({_first_line(exc)})") from None
+
+
+def _check_folded_size(node, ins: list, consts: dict, opsets: dict, what: str) -> None:
+    """Refuse to evaluate a node on constants when its output would exceed the memory budget: a few bytes
+    can declare a huge result (ConstantOfShape, Expand, Tile, ...). Output shapes from onnx's shape
+    inference, given the small constants' values; when inference cannot tell, the node is evaluated."""
+    from onnx import defs, helper, numpy_helper, shape_inference
+    try:
+        schema = defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain or "")
+        types = {n: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.asarray(consts[n]).dtype),
+                                                  np.shape(consts[n])) for n in ins}
+        data = {n: numpy_helper.from_array(np.asarray(consts[n]), n) for n in ins if np.size(consts[n]) <= 64}
+        outs = shape_inference.infer_node_outputs(schema, node, types, input_data=data)
+    except Exception:  # unknown op or dtype, inference error: the evaluator reports it
+        return
+    total = 0
+    for t in outs.values():
+        dims = t.tensor_type.shape.dim if t.HasField("tensor_type") and t.tensor_type.HasField("shape") else None
+        if dims is None or not all(d.HasField("dim_value") for d in dims):
+            return
+        total += max(1, int(np.prod([d.dim_value for d in dims], dtype=object))) * 8
+    check_budget(total, f"{what} (evaluated on constants)")
+
+
+def _all_tensors(model):
+    """Every TensorProto of the model (a superset of what onnx's external-data loader visits):
+    initializers, sparse initializers, node attributes, in subgraphs and functions too."""
+    def walk(g):  # a GraphProto or a FunctionProto (no initializers)
+        yield from getattr(g, "initializer", ())
+        for sp in getattr(g, "sparse_initializer", ()):
+            yield from (sp.values, sp.indices)
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    yield from walk(sub)
+    yield from walk(model.graph)
+    for f in model.functions:
+        yield from walk(f)
 
 
 def _constant(attrs: dict, numpy_helper) -> np.ndarray:
@@ -193,7 +282,7 @@ def _convert(op: str, label: str, ins: list, attrs: dict, consts: dict, shapes: 
     def const(i, what):
         if i >= len(ins) or ins[i] not in consts:
             raise _Unsupported(f"{what} must be a constant (initializer)")
-        return np.asarray(consts[ins[i]], dtype=np.float64)
+        return real_array(consts[ins[i]], f"{what} {ins[i]!r}")  # real dtype, finite: else InvalidArrayError
 
     if op in ("Identity", "Dropout"):
         if op == "Dropout" and len(ins) > 2 and bool(np.asarray(consts.get(ins[2], False))):

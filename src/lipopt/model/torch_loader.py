@@ -1,8 +1,9 @@
 """PyTorch models -> Network (torch is an optional dependency, imported only when used).
 
 ``from_torch`` reads an ``nn.Sequential`` (nested Sequentials flattened, custom child modules traced) or a
-module whose forward is a straight line, traced with ``torch.fx``; ``load_torch_file`` reads ``.pt`` /
-``.pth`` files without unpickling arbitrary code. Layers become the affine maps / activations of
+module whose forward is a straight line, traced with ``torch.fx``; ``.pt`` / ``.pth`` files are read by
+``torch_files.load_torch_file``, which runs no code from them unless ``trust_code=True``. Every tensor goes
+through ``_np`` (safety.real_array: real dtype, finite). Layers become the affine maps / activations of
 ``conv.py``: Linear W x + b; Conv1d/2d and AvgPool1d/2d as sparse matrices; BatchNorm (eval) as
 x -> gamma (x - mean) / sqrt(var + eps) + beta, folded into the neighbouring affine map; Flatten, reshapes,
 Dropout and Identity are the identity on the flat input.
@@ -10,13 +11,11 @@ Dropout and Identity are the identity on the flat input.
 from __future__ import annotations
 
 import operator
-import warnings
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from .safety import InvalidArrayError, check_finite, clean_errors, first_line, real_array
 from .conv import (Activation, AdaptiveAvgPool, AvgPool, ChannelAffine, Conv, Dense, Elementwise, Flatten,
                    Layer, Reshape, Unflatten, activation_name, infer_input_shape, is_activation_type,
                    network_from_layers, supported_activations)
@@ -63,6 +62,7 @@ def _torch():
     return torch
 
 
+@clean_errors
 def from_torch(module, input_shape=None) -> Network:
     """Network computing the same function as ``module`` (an nn.Sequential, a straight-line nn.Module, or
     a TorchScript nn.Sequential) on inputs of ``input_shape`` (no batch dim), flattened channel-major.
@@ -75,7 +75,10 @@ def from_torch(module, input_shape=None) -> Network:
         raise InvalidInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     source = getattr(module, "original_name", None) or type(module).__name__
     layers, unsupported = [], []
-    _collect(module, "", layers, unsupported)
+    try:
+        _collect(module, "", layers, unsupported)
+    except InvalidArrayError as exc:  # a bad weight is an error of its own, not an "unsupported layer"
+        raise InvalidArrayError(f"{source}: {exc}") from None
     if unsupported:
         raise InvalidInputError(f"{source}: unsupported layers: {'; '.join(unsupported)} "
                                 f"(supported: {SUPPORTED}{'/'.join(supported_activations())})")
@@ -141,6 +144,8 @@ def _collect(module, prefix: str, layers: list, unsupported: list) -> None:
 def _add(convert, layers: list, unsupported: list, label: str) -> None:
     try:
         layers.extend(convert())
+    except InvalidArrayError as exc:
+        raise InvalidArrayError(f"{label}: {exc}") from None
     except (_Unsupported, InvalidInputError) as exc:
         unsupported.append(f"{label}: {exc}" if str(exc) else label)
 
@@ -207,8 +212,19 @@ def _ivalue(value):
     raise _Unsupported(f"non-constant argument {value.debugName()} in the TorchScript graph")
 
 
-def _np(t) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().double().numpy()
+def _np(t, what: str = "tensor") -> np.ndarray | None:
+    """float64 copy of a real tensor (safety.real_array: complex dtypes and NaN/Inf refused, never cast)."""
+    if t is None:
+        return None
+    torch = _torch()
+    try:
+        t = t.detach().cpu()
+        if t.dtype.is_floating_point and t.dtype not in (torch.float16, torch.float32, torch.float64):
+            t = t.to(torch.float64)  # bfloat16 / float8 have no numpy dtype; exact in float64
+        arr = t.numpy()  # complex stays complex here, so that real_array refuses it
+    except Exception as exc:  # quantized, sparse, meta tensors ...
+        raise InvalidArrayError(f"{what} cannot be read as a dense real tensor ({first_line(exc)})") from None
+    return real_array(arr, what)
 
 
 def _convert(kind: str, m, label: str) -> list[Layer]:
@@ -216,14 +232,14 @@ def _convert(kind: str, m, label: str) -> list[Layer]:
     if kind in _IGNORED:
         return []
     if kind == "Linear":
-        return [Dense(label, _np(m.weight), _np(m.bias))]
+        return [Dense(label, _np(m.weight, "weight"), _np(m.bias, "bias"))]
     if kind in ("Conv1d", "Conv2d"):
         nd = int(kind[4])
         padding = m.padding
         if isinstance(padding, str):
             padding = padding.lower()
         mode = m.padding_mode
-        return [Conv(label, _np(m.weight), _np(m.bias), tuple(_tup(m.stride, nd)), padding,
+        return [Conv(label, _np(m.weight, "weight"), _np(m.bias, "bias"), tuple(_tup(m.stride, nd)), padding,
                      tuple(_tup(m.dilation, nd)), int(m.groups), mode)]
     if kind in ("AvgPool1d", "AvgPool2d"):
         nd = int(kind[7])
@@ -240,9 +256,10 @@ def _convert(kind: str, m, label: str) -> list[Layer]:
             raise _Unsupported("no running statistics (track_running_stats=False)")
         if m.training:
             raise _Unsupported("in training mode (batch statistics): call model.eval() first")
-        mean, var = _np(m.running_mean), _np(m.running_var)
-        gamma = np.ones_like(mean) if m.weight is None else _np(m.weight)
-        beta = np.zeros_like(mean) if m.bias is None else _np(m.bias)
+        # checked here: an infinite running_var would vanish into a zero scale below
+        mean, var = _np(m.running_mean, "running_mean"), _np(m.running_var, "running_var")
+        gamma = np.ones_like(mean) if m.weight is None else _np(m.weight, "weight")
+        beta = np.zeros_like(mean) if m.bias is None else _np(m.bias, "bias")
         scale = gamma / np.sqrt(var + float(m.eps))
         return [ChannelAffine(label, scale, beta - mean * scale)]
     if kind == "Flatten":
@@ -308,7 +325,13 @@ def _trace(module, prefix: str, layers: list, unsupported: list) -> None:
         if node.op == "get_attr":
             try:
                 value = operator.attrgetter(node.target)(gm)
-                consts[node] = _np(value) if isinstance(value, torch.Tensor) else np.asarray(value, float)
+                if isinstance(value, torch.Tensor):
+                    consts[node] = _np(value, qual(node.target))
+                else:
+                    consts[node] = np.asarray(value, float)
+                    check_finite(consts[node], qual(node.target))
+            except InvalidArrayError:
+                raise
             except Exception:
                 unsupported.append(f"{qual(node.target)} (attribute): not a constant tensor")
             continue
@@ -441,61 +464,6 @@ def _arith(op: str, args: list, kwargs: dict, consts: dict, label: str) -> Eleme
 
 
 # --------------------------------------------------------------------------------------------------------
-# Files.
+# Files: see torch_files.py (kept importable from here).
 
-def load_torch_file(path, input_shape=None, allow_pickle: bool = False) -> Network:
-    """Network from a ``.pt`` / ``.pth`` file: a TorchScript archive (torch.jit.save; loaded without
-    unpickling Python objects) holding an nn.Sequential. A state dict has no architecture and is rejected;
-    a pickled nn.Module is only unpickled (``torch.load(weights_only=False)``, which can run arbitrary code)
-    when ``allow_pickle=True``, with a warning."""
-    torch = _torch()
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such file")
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x, but files exist
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated",
-                                        category=DeprecationWarning)
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # torch raises RuntimeError and friends for corrupt archives
-            raise InvalidInputError(f"{path}: not a readable TorchScript archive ({_first_line(exc)})") from None
-        return from_torch(module, input_shape)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not allow_pickle:
-            raise InvalidInputError(
-                f"{path}: not a TorchScript archive nor a plain tensor file ({_first_line(exc)}); if it is a "
-                f"pickled nn.Module from a source you trust, pass allow_pickle=True (unpickling can run "
-                f"arbitrary code), or save it with torch.jit.save(torch.jit.script(model))") from None
-        warnings.warn(f"{path}: unpickling with torch.load(weights_only=False) because allow_pickle=True; "
-                      f"this executes code from the file", stacklevel=3)
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as exc2:
-            raise InvalidInputError(f"{path}: cannot be loaded ({_first_line(exc2)})") from None
-    if isinstance(obj, torch.nn.Module):
-        return from_torch(obj, input_shape)
-    if isinstance(obj, dict):
-        tensors = obj and all(isinstance(v, torch.Tensor) for v in obj.values())
-        what = (f"a state dict ({len(obj)} tensors)" if tensors else
-                f"a dict (keys {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''})")
-        raise InvalidInputError(
-            f"{path}: holds {what} but no architecture; build the module in Python, call load_state_dict and "
-            f"pass the module (or save it with torch.jit.save(torch.jit.script(model)))")
-    raise InvalidInputError(f"{path}: holds a {type(obj).__name__}, not a model")
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a code/ directory (torch.save archives have none)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.split("/")[1:2] == ["code"] or n.startswith("code/") for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from .torch_files import load_torch_file  # noqa: E402,F401
