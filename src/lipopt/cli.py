@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     for sp_ in (b, g, i):
         sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                          help="input shape without batch (e.g. 1 28 28) for convolutional models")
+        sp_.add_argument("--trust-code", action="store_true",
+                         help="allow .pt files that run code when loaded (TorchScript archives, pickled "
+                              "modules); only for files you trust")
     add_batch_parser(sub)
     _experiment_parser(sub)
     return p
@@ -132,7 +135,8 @@ def main(argv=None) -> int:
 
 
 def _load(args):
-    return load(args.model, input_shape=tuple(args.input_shape) if args.input_shape else None)
+    return load(args.model, input_shape=tuple(args.input_shape) if args.input_shape else None,
+                trust_code=args.trust_code)
 
 
 def _inspect(args) -> int:
