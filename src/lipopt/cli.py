@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+import warnings
 
 import numpy as np
 
+from . import memory, options
 from .api import lower_bound, repr_domain, upper_bound
 from .domain import Ball, Box
 from .errors import InvalidInputError, SolverFailure
 from .batch import add_batch_parser, batch_command
 from .gap import gap_report
 from .inspect import summarize
+from .methods import check_degree
 from .model import load, output_vector
 
 
@@ -71,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     for sp_ in (b, g, i):
         sp_.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                          help="input shape without batch (e.g. 1 28 28) for convolutional models")
+        sp_.add_argument("--memory-limit", default=None, metavar="SIZE",
+                         help="refuse methods whose estimated memory exceeds SIZE, e.g. 4GB "
+                              "(default: half the physical memory)")
         sp_.add_argument("--trust-code", action="store_true",
                          help="allow .pt files that run code when loaded (TorchScript archives, pickled "
                               "modules); only for files you trust")
@@ -118,30 +126,80 @@ def _domain_flags(q) -> None:
                      help="pre-activation bounds over the domain (default linear, CROWN-style)")
 
 
+# API names in error messages -> the flags a CLI user types (errors come from the API, which names
+# options by their Python names; the CLI speaks in flags)
+CLI_SPELLING = [
+    (re.compile(r"input_shape=\(C, H, W\)|input_shape=\([^)]*\)"), "--input-shape C H W"),
+    (re.compile(r"trust_code=True"), "--trust-code"), (re.compile(r"allow_pickle=True"), "--trust-code"),
+    (re.compile(r"\b(time_limit|memory_limit|input_shape|clique_size|lp_method|sdp_solver|max_columns|"
+                r"trust_code|lower_method)\b"), lambda m: "--" + m.group(1).replace("_", "-")),
+    (re.compile(r"\b(samples|seed|degree|norm|cliques|solver|preactivation|coverage)\b(?= must)"),
+     lambda m: "--" + m.group(1)),
+    (re.compile(r"--trust-code \(CLI\) or --trust-code \(API\)"), "--trust-code"),
+]
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def one_line(message: str, cli: bool = True) -> str:
+    """The first line of a message, without escape sequences or control characters, in CLI spelling."""
+    text = _CONTROL.sub("", str(message)).strip()
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) if text else ""
+    if cli:
+        for pattern, repl in CLI_SPELLING:
+            text = pattern.sub(repl, text)
+    return text[:2000]
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return {"bound": _bound, "gap": _gap, "inspect": _inspect, "batch": batch_command,
-                "experiment": _experiment}[args.command](args)
-    except InvalidInputError as exc:
-        print(f"lipopt: error: {exc}", file=sys.stderr)
-        return 2
-    except SolverFailure as exc:
-        print(f"lipopt: solver failure: {exc}", file=sys.stderr)
-        return 3
-    except MemoryError:
-        print("lipopt: error: out of memory; lower --degree or use a sparser certificate", file=sys.stderr)
-        return 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = {"bound": _bound, "gap": _gap, "inspect": _inspect, "batch": batch_command,
+                    "experiment": _experiment}[args.command](args)
+        except InvalidInputError as exc:
+            print(f"lipopt: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
+            return 2
+        except SolverFailure as exc:
+            print(f"lipopt: solver failure: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
+            return 3
+        except MemoryError:
+            print("lipopt: error: out of memory; lower --memory-limit so that the size checks refuse earlier, "
+                  "or use --method product", file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            print("lipopt: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # a bug: still one line, never a traceback (and never a number)
+            print(f"lipopt: internal error: {type(exc).__name__}: {one_line(exc, cli=False)} (please report it)",
+                  file=sys.stderr)
+            return 1
+    # our own warnings (e.g. --trust-code) are worth a line each; foreign library chatter is not
+    for w in {one_line(w.message) for w in caught if _ours(w)}:
+        print(f"lipopt: warning: {w}", file=sys.stderr)
+    return code
+
+
+def _ours(w) -> bool:
+    return "lipopt" in str(getattr(w, "filename", "")) or issubclass(w.category, UserWarning) and \
+        "lipopt" in str(w.message)
 
 
 def _load(args):
-    return load(args.model, input_shape=tuple(args.input_shape) if args.input_shape else None,
-                trust_code=args.trust_code)
+    shape = tuple(args.input_shape) if args.input_shape else None
+    if shape is not None:
+        options.input_shape(shape)
+    net = load(args.model, input_shape=shape, trust_code=args.trust_code)
+    if shape is not None and math.prod(shape) != net.widths[0]:
+        raise InvalidInputError(f"--input-shape {' '.join(map(str, shape))} has {math.prod(shape):,} entries but "
+                                f"the model has {net.widths[0]:,} inputs")
+    return net
 
 
 def _inspect(args) -> int:
     net = _load(args)
-    info = summarize(net, output_vector(net, args.output), cliques=args.cliques)
+    with memory.limit(options.memory_limit(args.memory_limit)):
+        info = summarize(net, output_vector(net, args.output), cliques=args.cliques)
     if args.json:
         print(json.dumps(info, sort_keys=True))
         return 0
@@ -152,7 +210,8 @@ def _inspect(args) -> int:
               f"({100 * L['density']:.1f} % dense), {L['activation']}")
     if "cliques" in info:
         cs = info["clique_size"]
-        print(f"polynomial  {info['variables']:,} variables, {info['monomials']:,} monomials")
+        mono = f"{info['monomials']:,} monomials" if "monomials" in info else f"at most {info['paths']:,} monomials"
+        print(f"polynomial  {info['variables']:,} variables, {mono}")
         print(f"cliques     {info['cliques']} ({args.cliques}), size min {cs['min']} / mean {cs['mean']:.1f} / max {cs['max']}")
         for k, cols in info["lp_columns_estimate"].items():
             print(f"  LiPopt-{k}: at most {cols:,} LP columns")
@@ -199,14 +258,15 @@ def _bound(args) -> int:
     if args.method in LOWER_CHOICES:
         res = lower_bound(net, norm=args.norm, method=args.method, output=args.output, margin=margin,
                           samples=args.samples, seed=args.seed, domain=domain,
-                          time_limit=args.time_limit or 5.0)
+                          time_limit=5.0 if args.time_limit is None else args.time_limit,
+                          memory_limit=args.memory_limit)
     else:
         res = upper_bound(net, norm=args.norm, method=args.method, degree=args.degree,
                           output=args.output, margin=margin, cliques=args.cliques, solver=args.solver,
                           lp_method=args.lp_method, time_limit=args.time_limit, lower=args.lower_method,
                           sdp_solver=args.sdp_solver, clique_size=args.clique_size,
                           samples=args.samples, seed=args.seed, domain=domain,
-                          preactivation=args.preactivation)
+                          preactivation=args.preactivation, memory_limit=args.memory_limit)
     if args.json:
         d = res.to_dict()
         if args.method in LOWER_CHOICES:
@@ -263,16 +323,19 @@ def _bound(args) -> int:
 def _gap(args) -> int:
     net = _load(args)
     margin = tuple(args.margin) if args.margin else None
-    if args.samples < 1:
-        raise InvalidInputError(f"--samples must be positive, got {args.samples}")
-    if not args.time_limit > 0:
-        raise InvalidInputError(f"--time-limit must be positive, got {args.time_limit}")
+    options.samples(args.samples)
+    options.seed(args.seed)
+    options.time_limit(args.time_limit, allow_none=False)
+    for k in args.degrees or ():
+        check_degree(k)
+    limit = options.memory_limit(args.memory_limit)
     domain = _domain(args, net.widths[0])
     extra = (["sdp"] + (["sdp2"] if args.norm == "inf" and net.depth == 1 else [])
              + (["lipsdp"] if args.norm == "2" else []) + (["exact"] if domain is not None else []))
-    rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
-                     time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed,
-                     methods=extra)
+    with memory.limit(limit):
+        rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
+                         time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed,
+                         methods=extra)
     if args.json:
         rep["model"] = args.model
         print(json.dumps(rep, sort_keys=True, default=str))

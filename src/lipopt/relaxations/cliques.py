@@ -108,7 +108,7 @@ def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = 
     if d == 0:
         return np.ones(n0, dtype=np.int64)
     alive = [(lo != 0) | (hi != 0) for lo, hi in zip(slopes.lo, slopes.hi)]
-    pattern = [sp.csr_array((abs(W) > 0).astype(np.float64)) for W in net.weights]
+    pattern = [_pattern(W) for W in net.weights]
     back = (pattern[d].T @ (np.abs(c) > 0).astype(float)) > 0
     on_path = [None] * d
     for l in range(d - 1, -1, -1):
@@ -116,14 +116,15 @@ def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = 
         if l:
             back = (pattern[l].T @ on_path[l].astype(float)) > 0
     if strategy == "inputs":
-        sizes = np.ones(n0, dtype=np.int64)
-        reach = sp.csr_array(pattern[0][np.flatnonzero(on_path[0])])  # rows: live neurons of layer 1
+        W0 = pattern[0]
+        counted = np.repeat(on_path[0] & free[0], np.diff(W0.indptr))  # no copy of the first layer
+        sizes = 1 + np.bincount(W0.indices[counted], minlength=n0).astype(np.int64)
         rows = np.flatnonzero(on_path[0])
-        for l in range(d):
-            if l:
-                reach = sp.csr_array(pattern[l][np.flatnonzero(on_path[l])][:, rows] @ reach)
-                reach.data[:] = 1.0
-                rows = np.flatnonzero(on_path[l])
+        reach = sp.csr_array(W0[rows]) if d > 1 else None  # rows: live neurons of layer 1
+        for l in range(1, d):
+            reach = sp.csr_array(pattern[l][np.flatnonzero(on_path[l])][:, rows] @ reach)
+            reach.data[:] = 1.0
+            rows = np.flatnonzero(on_path[l])
             counted = sp.csr_array(reach[np.flatnonzero(free[l][rows])])
             sizes += np.bincount(counted.indices, minlength=n0).astype(np.int64)
         return sizes
@@ -139,3 +140,13 @@ def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = 
         else:
             sizes += np.diff(field.indptr)
     return sizes
+
+
+def _pattern(W) -> sp.csr_array:
+    """0/1 matrix of W's nonzeros, sharing W's index arrays when it stores no explicit zeros."""
+    W = sp.csr_array(W)
+    keep = W.data != 0
+    if not keep.all():
+        W = W.copy()
+        W.eliminate_zeros()
+    return sp.csr_array((np.ones(W.nnz), W.indices, W.indptr), shape=W.shape)
