@@ -14,7 +14,7 @@ import pytest
 from helpers import small_network
 
 import lipopt
-from lipopt.batch import COLUMNS, add_batch_parser, batch_command, compute_point, load_points, run_batch
+from lipopt.batch import FILE_COLUMNS, add_batch_parser, batch_command, compute_point, load_points, run_batch
 from lipopt.domain import Ball
 from lipopt.errors import InvalidInputError
 
@@ -153,7 +153,7 @@ def test_run_batch_input_errors(net, X, tmp_path):
 def test_serial_matches_upper_bound(net, X, reference, tmp_path):
     s = run_batch(net, X, RADIUS, clip=CLIP, out=tmp_path / "s.csv", workers=0, progress=False, threshold=1e9)
     rows = read_rows(tmp_path / "s.csv")
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == FILE_COLUMNS
     assert_one_row_per_index(rows)
     assert_matches(rows, reference)
     assert s["computed"] == N and s["failed"] == 0 and s["certified_fraction"] == 1.0
@@ -213,6 +213,7 @@ def test_resume_computes_exactly_the_rest(net, X, reference, tmp_path):
     s2 = run_batch(net, X, RADIUS, clip=CLIP, out=out, workers=0, progress=False, _compute=counting)
     assert sorted(calls) == list(range(7, N))
     assert (s2["computed"], s2["skipped"], s2["remaining"]) == (N - 7, 7, 0)
+    assert s2["failed_verification"] == 1   # the cut line, reported and (being index 12) recomputed
     rows = read_rows(out)
     assert_one_row_per_index(rows)
     assert_matches(rows, reference)

@@ -20,13 +20,17 @@ Design
   on in each worker process across tasks; every row records ``lp_structures_built`` (0 = the structure
   came from the cache). Local bounds fix different neurons at every point, so patterns differ and reuse
   is rare (see benchmarks/bench_batch.py).
-* **Writing.** The driver is the only writer. Rows are appended to a CSV file as chunks complete: each
-  chunk's rows are encoded to one byte string and written with a single ``os.write`` on an ``O_APPEND``
-  descriptor, then flushed to disk (``fsync``). A crash can therefore only leave a partial *last* line;
-  on the next run that line is cut off (truncated) before anything is appended. Error messages are put
-  on one line so every record is exactly one line. For ``out="x.parquet"`` the rows stream to the journal
-  ``x.parquet.journal.csv`` the same way and the parquet file is written at the end (to a temporary file
-  and renamed), after which the journal is removed.
+* **Writing and verifying** (``batch_store``). The driver is the only writer. Rows are appended to a CSV
+  file as chunks complete, one ``os.write`` per chunk on an ``O_APPEND`` descriptor, then ``fsync``; every
+  record is one line and carries a checksum (sha256 of its canonical fields, floats by repr). On resume a
+  row is kept only if it parses and its checksum matches: damaged rows (a bound cut from 97.79 to 97.,
+  non-UTF-8 bytes, a line cut by a crash, rows of an older format without checksum) are dropped, reported
+  in one stderr line and recomputed; a file that is not a lipopt batch file is refused, not overwritten.
+  For ``out="x.parquet"`` the rows stream to the journal ``x.parquet.journal.csv`` the same way and the
+  parquet file (with the checksum column) is written at the end (temporary file and rename), after which
+  the journal is removed.
+* **Scheduler** (``batch_dask``). An address is checked for form before anything is touched and the
+  connection times out after ``batch_dask.CONNECT_TIMEOUT`` (10 s); failures are one InvalidInputError.
 * **Dedupe and resume.** Rows are keyed by ``index`` (the point's row in the data set). The driver writes
   an index at most once per run, even if Dask ran its task twice (a worker died after finishing it) or a
   chunk was resubmitted. A rerun with the same ``out`` reads the finished rows and skips them; rows with
@@ -43,11 +47,8 @@ search to min(5, time_limit) s), not the domain bounds; a timed-out solve is a f
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import logging
 import math
 import os
 import sys
@@ -57,19 +58,13 @@ from pathlib import Path
 import numpy as np
 
 from .api import UPPER_METHODS, _check_norm, upper_bound
+from .batch_dask import check_scheduler, run_dask
+from .batch_store import (COLUMNS, FILE_COLUMNS, ResultStore, error_rows, normalize_row,  # noqa: F401 (re-exported)
+                          one_line)
 from .domain import Ball
 from .errors import InvalidInputError
 from .model import Network, load, output_vector
 
-COLUMNS = ("index", "label", "output", "upper_bound", "lower_bound", "gap", "status", "seconds",
-           "lp_rows", "lp_columns", "lp_nonzeros", "fixed_neurons", "hidden_neurons",
-           "lp_structures_built", "error")
-_INT_COLUMNS = {"index", "label", "output", "lp_rows", "lp_columns", "lp_nonzeros", "fixed_neurons",
-                "hidden_neurons", "lp_structures_built"}
-_FLOAT_COLUMNS = {"upper_bound", "lower_bound", "gap", "seconds"}
-MAX_CHUNK = 8
-MAX_ERROR_CHARS = 500
-_SCATTER_RETRIES = 3
 
 
 # -------------------------------------------------------------------------------------------------
@@ -179,14 +174,9 @@ def compute_point(net: Network, index: int, x: np.ndarray, output, margin, label
     except MemoryError:
         row["error"] = "MemoryError: out of memory; lower the degree or use a sparser certificate"
     except Exception as exc:  # LipoptError (bad point, solver failure / time limit) or anything else
-        row["error"] = _one_line(f"{type(exc).__name__}: {exc}")
+        row["error"] = one_line(f"{type(exc).__name__}: {exc}")
     row["seconds"] = time.perf_counter() - t0
     return row
-
-
-def _one_line(s: str) -> str:
-    s = " ".join(str(s).split())
-    return s if len(s) <= MAX_ERROR_CHARS else s[: MAX_ERROR_CHARS - 3] + "..."
 
 
 def _run_chunk(net, items, params, compute=None):
@@ -197,145 +187,8 @@ def _run_chunk(net, items, params, compute=None):
         try:
             rows.append(compute(net, *item, params))
         except Exception as exc:  # compute_point records its own errors; a replacement might not
-            rows.extend(_error_rows([item], exc))
+            rows.extend(error_rows([item], exc))
     return rows
-
-
-# -------------------------------------------------------------------------------------------------
-# Result store: append-only CSV journal, compacted at the end
-
-
-def _encode(rows) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else (_one_line(r[c]) if c == "error" else r[c]) for c in COLUMNS])
-    return buf.getvalue().encode("utf-8")
-
-
-def _decode(rec: dict) -> dict:
-    row = {}
-    for c in COLUMNS:
-        v = rec.get(c, "")
-        if v == "" or v is None:
-            row[c] = None
-        elif c in _INT_COLUMNS:
-            row[c] = int(v)
-        elif c in _FLOAT_COLUMNS:
-            row[c] = float(v)
-        else:
-            row[c] = v
-    return row
-
-
-class ResultStore:
-    """Rows by index, persisted in ``out`` (.csv) or streamed to ``out + '.journal.csv'`` (.parquet)."""
-
-    def __init__(self, out):
-        self.out = Path(out)
-        suffix = self.out.suffix.lower()
-        if suffix not in (".csv", ".parquet"):
-            raise InvalidInputError(f"out must end in .csv or .parquet, got {self.out}")
-        if not self.out.parent.is_dir():
-            raise InvalidInputError(f"the directory of out {self.out} does not exist")
-        self.parquet = suffix == ".parquet"
-        if self.parquet:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise InvalidInputError("parquet output needs pyarrow (pip install 'lipopt[dask]'); "
-                                        "or write .csv") from None
-        self.journal = self.out.with_name(self.out.name + ".journal.csv") if self.parquet else self.out
-        self.meta_path = self.out.with_name(self.out.name + ".meta.json")
-        self._fd = None
-
-    def exists(self) -> bool:
-        return self.out.exists() or self.journal.exists()
-
-    def load(self) -> dict[int, dict]:
-        """Finished rows by index (later rows win); cuts a partial last line off the journal."""
-        rows: dict[int, dict] = {}
-        if self.parquet and self.out.exists():
-            import pyarrow.parquet as pq
-            try:
-                for rec in pq.read_table(self.out).to_pylist():
-                    rows[int(rec["index"])] = {c: rec.get(c) for c in COLUMNS}
-            except Exception as exc:
-                raise InvalidInputError(f"{self.out} is not a readable parquet file ({exc})") from None
-        if self.journal.exists():
-            data = self.journal.read_bytes()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):  # a crash mid-write: drop the partial line before appending
-                with open(self.journal, "r+b") as f:
-                    f.truncate(end)
-                data = data[:end]
-            lines = data.decode("utf-8").splitlines()
-            if lines:
-                header = next(csv.reader(lines[:1]))
-                if tuple(header) != COLUMNS:
-                    raise InvalidInputError(f"{self.journal} has columns {header[:4]}...; not a lipopt batch "
-                                            "file of this version (choose another out)")
-                for rec in csv.DictReader(lines):
-                    try:
-                        row = _decode(rec)
-                    except (TypeError, ValueError):
-                        continue  # unreadable line: that item is simply computed again
-                    rows[row["index"]] = row
-        return rows
-
-    def open(self) -> None:
-        """Open the journal for appending and lock it: one writer per out file."""
-        self._fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            pass
-        except OSError:
-            self.close()
-            raise InvalidInputError(f"another lipopt batch is writing to {self.journal}") from None
-
-    def write_header(self) -> None:
-        if os.fstat(self._fd).st_size == 0:
-            self._write((",".join(COLUMNS) + "\n").encode())
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
-
-    def append(self, rows) -> None:
-        if rows:
-            self._write(_encode(rows))
-
-    def close(self) -> None:
-        if self._fd is not None:
-            if os.fstat(self._fd).st_size == 0:  # nothing written (e.g. refused settings): leave no file
-                self.journal.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
-
-    def finalize(self, rows: dict[int, dict]) -> None:
-        """Rewrite ``out`` atomically: one row per index, sorted."""
-        ordered = [rows[i] for i in sorted(rows)]
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-            types = {c: pa.int64() if c in _INT_COLUMNS else pa.float64() if c in _FLOAT_COLUMNS else pa.string()
-                     for c in COLUMNS}
-            table = pa.table({c: pa.array([r[c] for r in ordered], type=types[c]) for c in COLUMNS})
-            pq.write_table(table, tmp)
-        else:
-            with open(tmp, "wb") as f:
-                f.write((",".join(COLUMNS) + "\n").encode() + _encode(ordered))
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.out)
-        if self.parquet and self.journal.exists():
-            self.journal.unlink()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -350,7 +203,7 @@ def _fingerprint(net: Network, X: np.ndarray, settings: dict) -> dict:
                   np.asarray(W.data, np.float64), np.asarray(b, np.float64)):
             h.update(a.tobytes())
     h.update(repr(net.activations).encode())
-    return {"format": 1, "model_sha256": h.hexdigest(),
+    return {"format": 2, "model_sha256": h.hexdigest(),
             "data_sha256": hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(),
             "points": int(X.shape[0]), **settings}
 
@@ -488,14 +341,18 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
                 hashlib.sha256(labels.tobytes()).hexdigest(),
                 "options": {k: repr(v) for k, v in sorted(options.items())}}
     meta = _fingerprint(net, X, settings)
+    check_scheduler(scheduler)  # before the output is touched: a malformed address fails at once
     store.open()
     try:
         done = store.load()
         _check_meta(store, meta, bool(done))
-        store.write_header()
+        store.prepare()
     except BaseException:
         store.close()
         raise
+    failed_verification = store.failed_verification
+    if store.problem_line():  # one line now, not after the (long) run: the rows are being recomputed
+        print(f"lipopt: warning: {store.problem_line()}", file=sys.stderr, flush=True)
     stale = [i for i in done if not 0 <= i < N]
     for i in stale:  # cannot happen with matching metadata; never let a stray row through
         del done[i]
@@ -520,6 +377,7 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
     def accept(rows):
         new = []
         for r in rows:
+            r = normalize_row(r)  # plain Python values: what the journal holds and its checksum covers
             i = r["index"]
             if i in written or not 0 <= i < N:
                 continue  # a task that ran twice, or a chunk resubmitted after it finished: write once
@@ -539,7 +397,8 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
                 for i in pending:
                     accept(_run_chunk(net, items_of([i]), params, _compute))
             elif pending:
-                _run_dask(net, pending, items_of, params, _compute, scheduler, workers, chunk_size, accept, info)
+                run_dask(net, pending, items_of, params, _compute, scheduler, workers, chunk_size, accept, info,
+                         _run_chunk, _default_workers)
         finally:
             if bar is not None:
                 bar.close()
@@ -553,7 +412,8 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
         "out": str(store.out), "points": N, "computed": len(run_rows), "failed": len(errors),
         "skipped": skipped, "remaining": N - len(ok_all) - sum(r["error"] is not None for r in done.values()),
         "done_ok": len(ok_all), "failed_total": sum(r["error"] is not None for r in done.values()),
-        "failed_before": failed_before, "radius": float(radius), "ball": ball, "clip": list(clip) if clip else None,
+        "failed_before": failed_before, "failed_verification": failed_verification,
+        "radius": float(radius), "ball": ball, "clip": list(clip) if clip else None,
         "norm": norm, "method": method, "degree": degree,
         "seconds": time.perf_counter() - t_start,
         "upper_bound": _quantiles(r["upper_bound"] for r in ok_all),
@@ -571,86 +431,6 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
         cert = sum(r["upper_bound"] is not None and r["upper_bound"] <= threshold for r in ok_all)
         summary.update(threshold=float(threshold), certified=cert, certified_fraction=cert / N)
     return summary
-
-
-def _run_dask(net, pending, items_of, params, compute, scheduler, workers, chunk_size, accept, info):
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise InvalidInputError("distributed runs need dask[distributed] (pip install 'lipopt[dask]'), "
-                                "or use workers=0 to run serially") from None
-    from concurrent.futures import CancelledError
-
-    cluster = None
-    own_client = not hasattr(scheduler, "submit")
-    if scheduler is None:
-        n = workers or _default_workers()
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
-    futures = {}
-    client = None
-    try:
-        if scheduler is None:
-            client = Client(cluster, set_as_default=False)
-        elif own_client:
-            try:
-                client = Client(scheduler, set_as_default=False, timeout=30)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise InvalidInputError(f"cannot connect to the Dask scheduler {scheduler!r} ({exc})") from None
-        else:
-            client = scheduler
-        nthreads = sum(client.nthreads().values())
-        info.update(workers=len(client.nthreads()), threads=nthreads)
-        size = chunk_size or max(1, min(MAX_CHUNK, math.ceil(len(pending) / (4 * max(1, nthreads)))))
-        info["chunk_size"] = size
-        chunks = [pending[k:k + size] for k in range(0, len(pending), size)]
-        chunks.reverse()  # pop() from the end submits them in order
-        window = max(4, 3 * max(1, nthreads))
-        net_future = client.scatter(net, broadcast=True)
-        ac = as_completed(loop=client.loop)
-
-        def submit(idx, attempt=0):
-            fut = client.submit(_run_chunk, net_future, items_of(idx), params, compute, pure=False)
-            futures[fut] = (idx, attempt)
-            ac.add(fut)
-
-        while chunks and len(futures) < window:
-            submit(chunks.pop())
-        for fut in ac:
-            idx, attempt = futures.pop(fut)
-            try:
-                rows = fut.result()
-            except CancelledError as exc:  # its scattered network was lost with every worker holding it
-                if attempt < _SCATTER_RETRIES:
-                    if net_future.status != "finished":
-                        net_future = client.scatter(net, broadcast=True)
-                    info["resubmitted"] += 1
-                    submit(idx, attempt + 1)
-                    continue
-                rows = _error_rows(items_of(idx), exc)
-            except Exception as exc:  # KilledWorker (the chunk kept killing workers) or a task error
-                rows = _error_rows(items_of(idx), exc)
-            accept(rows)
-            if chunks:
-                submit(chunks.pop())
-    finally:
-        if client is not None:
-            for f in list(futures):
-                f.cancel()
-            if own_client:
-                client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _error_rows(items, exc):
-    msg = _one_line(f"{type(exc).__name__}: {exc}")
-    rows = []
-    for i, _x, out, _m, label in items:
-        row = dict.fromkeys(COLUMNS)
-        row.update(index=i, label=label, output=out, status="error", error=msg)
-        rows.append(row)
-    return rows
 
 
 # -------------------------------------------------------------------------------------------------
@@ -743,6 +523,9 @@ def format_summary(s: dict) -> str:
                      f"with upper bound <= {s['threshold']:g}")
     if s.get("lp_structure_reused") is not None:
         lines.append(f"LP structure reused from the cache for {100 * s['lp_structure_reused']:.0f} % of the points")
+    if s.get("failed_verification"):
+        lines.append(f"resume       {s['failed_verification']} rows failed verification and were "
+                     + ("recomputed" if not s["remaining"] else "dropped (rerun to compute what remains)"))
     for f in s["failures"]:
         lines.append(f"failed       #{f['index']}: {f['error']}")
     if s["failed"] > len(s["failures"]):
