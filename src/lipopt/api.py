@@ -133,20 +133,37 @@ def repr_domain(domain) -> str:
 def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int, method: str, slopes, pattern,
            time_limit: float, details: dict):
     """(value, witness x) of the chosen lower-bound method; for "ascent" without a given FGL maximiser
-    on a ReLU-type net, search one first (time-limited; its incumbent is enough)."""
+    on a ReLU-type net, search one first (time-limited; its incumbent is enough).
+
+    Runs on the consistent normalisation when there is one (scaling.normalise: the same function up to
+    the factor 2^-K on every input, so the same witnesses, without overflow) and scales the value back
+    rounded down. Without any finite gradient norm the lower bound is the trivial 0, at the domain's
+    centre (the origin globally).
+    """
+    from .errors import SolverFailure  # imported here: the module header is edited by others
+    from .scaling import normalise, scale_down
+    sc = normalise(net, vec, consistent=True)
+    lnet, lvec = (sc.net, sc.vec) if sc is not None else (net, vec)
     if method == "ascent":
         if pattern is None and realisable(net):
+            ws = normalise(net, vec, slopes=slopes, norm=norm)  # the FGL uses only weights: always exact
             try:
-                fgl = run_exact_fgl(net, vec, norm, slopes, {"time_limit": time_limit, "seed": seed})
+                fgl = run_exact_fgl(ws.net, ws.vec, norm, slopes, {"time_limit": time_limit, "seed": seed})
                 pattern = fgl.pattern
-                details["fgl_bracket"] = fgl.details["bracket"]
-            except InvalidInputError as exc:  # too large to search: local search alone
+                details["fgl_bracket"] = ws.bracket(fgl.details["bracket"])
+            except (InvalidInputError, SolverFailure) as exc:  # too large to search: local search alone
                 details["fgl_skipped"] = str(exc)
-        lb = ascent_lower_bound(net, vec, norm, domain, samples=samples, seed=seed,
+        lb = ascent_lower_bound(lnet, lvec, norm, domain, samples=samples, seed=seed,
                                 patterns=[pattern] if pattern is not None else [])
-        return lb.value, lb.point
-    if domain is None:
-        sb = sampled_lower_bound(net, vec, norm, samples=samples, seed=seed)
-        return sb.value, sb.point
-    lb = local_lower_bound(net, vec, domain, norm, samples=samples, seed=seed)
-    return lb.value, lb.point
+    elif domain is None:
+        lb = sampled_lower_bound(lnet, lvec, norm, samples=samples, seed=seed)
+    else:
+        lb = local_lower_bound(lnet, lvec, domain, norm, samples=samples, seed=seed)
+    value, point = lb.value, lb.point
+    if point is None or value is None or not np.isfinite(value):
+        details["lower_bound_note"] = "no finite gradient norm found: the trivial lower bound 0"
+        if domain is None:
+            return 0.0, np.zeros(net.widths[0])
+        lo, hi = domain.bounding_box()
+        return 0.0, np.asarray(domain.project(0.5 * lo + 0.5 * hi), dtype=np.float64).reshape(-1)
+    return (scale_down(value, sc.exponent) if sc is not None else float(value)), np.asarray(point)

@@ -12,13 +12,16 @@ Every ``upper`` a runner returns is valid in exact arithmetic:
              under a time limit, the proven upper end of the bracket (status "time_limit");
 * exact      the activation-consistent local constant (MIP): the exception, see run_exact_mip;
 * auto       the best of the above (not exact) under a time budget, see run_auto.
-The api module picks the derivative box (global or local) before calling a runner.
+The api module picks the derivative box (global or local) before calling a runner. Every entry of
+RUNNERS runs on the network normalised by exact powers of two and scales its values back
+(``normalised``, lipopt.scaling), so no answer depends on the units of the weights.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from .relaxations.krivine import covering_structure, estimate_size, krivine_lp
 from .relaxations.lipsdp import lipsdp_neuron
 from .relaxations.moments import order2_bound
 from .relaxations.shor import shor_bound
+from .scaling import normalise, scale_details
 from .solvers import SOLUTION_PRESENT, solve_lp
 
 AUTO_SIMPLEX_COLUMNS = 25_000  # simplex stalls on larger LiPopt LPs (>120 s at 82k columns vs 1.7 s IPM)
@@ -351,5 +355,33 @@ def _jsonable(v) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
 
 
-RUNNERS = {"lp": run_lp, "sdp": run_sdp, "sdp2": run_sdp2, "lipsdp": run_lipsdp, "product": run_product,
-           "exact-fgl": run_exact_fgl, "exact": run_exact_mip, "auto": run_auto}
+def normalised(runner, forward: bool = False):
+    """``runner`` on the normalised network (scaling.normalise), its values scaled back to the original
+    units: upper bounds rounded up (overflow: SolverFailure), lower ends down, raw values to nearest,
+    details by key (scaling.scale_details); patterns are unchanged by the scaling.
+
+    Every runner but the MIP uses only the weights, c and the slope box (computed beforehand), for
+    which any power-of-two normalisation is exact. ``forward=True`` (the MIP: forward passes with
+    biases over the domain, whose witness x is returned) needs the consistent normalisation
+    (homogeneous activations, biases scaled exactly: the same function up to 2^-K, the same points);
+    without one that runner sees the original network.
+    """
+    @functools.wraps(runner)
+    def run(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
+        sc = normalise(net, vec, consistent=forward, slopes=slopes, norm=norm)
+        if sc is None:
+            out = runner(net, vec, norm, slopes, opts)
+            if not math.isfinite(float(out.upper)):
+                raise SolverFailure(f"the bound is not finite ({out.upper}): the network's values exceed "
+                                    "the float64 range")
+            return replace(out, details={**out.details, "normalisation": None})
+        out = runner(sc.net, sc.vec, norm, slopes, opts)
+        return replace(out, upper=sc.up(out.upper), raw=sc.nearest(out.raw),
+                       lower=sc.down(out.lower), details=scale_details(out.details, sc))
+    return run
+
+
+RUNNERS = {"lp": normalised(run_lp), "sdp": normalised(run_sdp), "sdp2": normalised(run_sdp2),
+           "lipsdp": normalised(run_lipsdp), "product": normalised(run_product),
+           "exact-fgl": normalised(run_exact_fgl), "exact": normalised(run_exact_mip, forward=True),
+           "auto": normalised(run_auto)}
