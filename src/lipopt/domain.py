@@ -403,9 +403,13 @@ def slope_box(net: Network, bounds: PreactivationBounds) -> SlopeBox:
                                 f"{net.depth} hidden layers")
     lo, hi = [], []
     for act, zl, zh in zip(net.activations, bounds.lo, bounds.hi):
-        s, t = slope_range(act, zl, zh)
-        lo.append(s)
-        hi.append(t)
+        zl, zh = np.asarray(zl, dtype=np.float64), np.asarray(zh, dtype=np.float64)
+        # an overflowed bound (inf, or NaN from inf - inf / 0 * inf) says nothing: the neuron is free
+        # over its activation's global range, never fixed (NaN compares False both ways)
+        known = np.isfinite(zl) & np.isfinite(zh)
+        s, t = slope_range(act, np.where(known, zl, 0.0), np.where(known, zh, 0.0))
+        lo.append(np.where(known, s, act.slope_lo))
+        hi.append(np.where(known, t, act.slope_hi))
     return SlopeBox(tuple(lo), tuple(hi))
 
 
@@ -415,9 +419,18 @@ def count_fixed(slopes: SlopeBox) -> int:
 
 
 def local_slopes(net: Network, domain, method: str = "linear") -> SlopeBox:
-    """slope_box of the ``method`` ("linear" or "interval") pre-activation bounds over ``domain``."""
-    if method == "linear":
-        return slope_box(net, linear_bounds(net, domain))
-    if method == "interval":
-        return slope_box(net, interval_bounds(net, domain))
-    raise InvalidInputError(f"unknown bound method {method!r}; choose linear or interval")
+    """slope_box of the ``method`` ("linear" or "interval") pre-activation bounds over ``domain``.
+
+    ReLU-type networks are bounded through their consistent normalisation (scaling.normalise: every
+    pre-activation exactly 2^-S_l times the original on every input, so the same signs and the same
+    slope box), which keeps weights of any magnitude from overflowing the bounds.
+    """
+    from .scaling import normalise  # imported here: this file's header belongs to the domain classes
+    sc = normalise(net, None, consistent=True)
+    if sc is not None:
+        net = sc.net
+    if method not in ("linear", "interval"):
+        raise InvalidInputError(f"unknown bound method {method!r}; choose linear or interval")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowed bounds are made free in slope_box
+        bounds = linear_bounds(net, domain) if method == "linear" else interval_bounds(net, domain)
+    return slope_box(net, bounds)
