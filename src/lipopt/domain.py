@@ -20,6 +20,12 @@ as the max (min) of sigma(z) - a z over [l, u] from the finite set of candidates
 at 0, and the stationary points sigma'(z) = a), then widened by the same rule, so the lines enclose
 sigma on [l, u]. The rounding of each back-substituted coefficient matrix Lambda W is charged to the
 constant term as gamma * (|Lambda| |W|) max|h| with max|h| from the interval bounds of that layer.
+
+Witnesses (points where lower bounds are evaluated) must lie in the exact set: c +- r are reals that
+fl(c +- r) can overshoot by half an ulp. ``inner_box`` gives per coordinate the smallest float >= c_i - r
+and the largest float <= c_i + r (TwoSum), ``contains_exact`` decides membership of float points in
+exact arithmetic, and ``inside_point`` / ``project`` / ``sample`` only return such points. (The
+outward ``bounding_box`` is for bounds, never for witnesses.)
 """
 from __future__ import annotations
 
@@ -28,6 +34,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InvalidInputError
+from .membership import SHRINK as _SHRINK
+from .membership import checked as _checked
+from .membership import in_box as _in_box
+from .membership import inner_ends as _inner_ends
+from .membership import l2_within as _l2_within
+from .membership import lerp as _lerp
+from .membership import midpoint as _midpoint
+from .membership import row_norms as _row_norms
+from .membership import rows as _rows
 from .model.activations import Activation, derivative, slope_range, value
 from .model.network import Network
 from .polynomial import SlopeBox
@@ -102,7 +117,9 @@ class Box:
         return np.all((x >= self.lower - tol) & (x <= self.upper + tol), axis=-1)
 
     def project(self, x) -> np.ndarray:
-        """A point of the domain (the Euclidean projection for a box)."""
+        """A point of the domain (the Euclidean projection for a box; NaN goes to the midpoint)."""
+        x = np.asarray(x, dtype=np.float64)
+        x = np.where(np.isnan(x), _midpoint(self.lower, self.upper), x)
         return np.clip(x, self.lower, self.upper)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -110,7 +127,23 @@ class Box:
         u = rng.random((n, self.dim))
         k = n // 4
         u[:k] = np.round(u[:k])
-        return self.project(self.lower + u * (self.upper - self.lower))
+        return self.project(_lerp(self.lower, self.upper, u))
+
+    def inner_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """The float box whose float points are exactly the float points of the domain."""
+        return self.lower, self.upper
+
+    def contains_exact(self, x):
+        """Exact membership of the float point x (or of each row of a 2-D x): lower <= x <= upper."""
+        X, single = _rows(x, self.dim)
+        ok = _in_box(X, self.lower, self.upper)
+        return bool(ok[0]) if single else ok
+
+    def inside_point(self, x) -> np.ndarray:
+        """A float point of the domain near x (x clamped to the box; NaN -> the midpoint)."""
+        X, _ = _rows(x, self.dim)
+        y = self.project(X[0])
+        return _checked(self, y, None)
 
     def support(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) over the domain of A x, row-wise, rounded outward."""
@@ -139,19 +172,25 @@ class Ball:
         p = str(self.p).lower().replace("l", "")
         if p not in ("inf", "2"):
             raise InvalidInputError(f"ball norm must be 'inf' or '2', got {self.p!r}")
-        lo, hi = c - r, c + r
+        with np.errstate(over="ignore"):
+            lo, hi = c - r, c + r
         # c +- r rounded outward so the box contains the exact ball
         lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+        # inner float box: the float points of the exact ball's bounding box (see inner_box)
+        ilo, ihi = _inner_ends(c, r)
         if self.clip is not None:
             clo, chi = _clip_arrays(self.clip, c.shape[0])
             if np.any(c < clo) or np.any(c > chi):
                 raise InvalidInputError("the ball center lies outside the data range clip")
             lo, hi = np.maximum(lo, clo), np.minimum(hi, chi)
+            ilo, ihi = np.maximum(ilo, clo), np.minimum(ihi, chi)
         object.__setattr__(self, "center", c)
         object.__setattr__(self, "radius", r)
         object.__setattr__(self, "p", p)
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
+        object.__setattr__(self, "_ilo", ilo)
+        object.__setattr__(self, "_ihi", ihi)
 
     @property
     def dim(self) -> int:
@@ -168,29 +207,83 @@ class Ball:
         return ok
 
     def project(self, x) -> np.ndarray:
-        """A point of the domain near x: into the ball (radial for l2), then clip to the box."""
+        """Points of the domain near the rows of x (exactly inside, see contains_exact): radially into
+        the ball for l2, then clamped to the inner float box; l2 rows that rounding left outside are
+        shrunk further (_into_l2)."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        x = np.where(np.isnan(x), self.center, x)
         if self.p == "2":
             d = x - self.center
-            nrm = np.linalg.norm(d, axis=-1, keepdims=True)
-            scale = np.where(nrm > self.radius, self.radius * (1 - 1e-12) / np.maximum(nrm, _TINY), 1.0)
-            x = self.center + d * scale
-        lo = np.maximum(self._lo, self.center - self.radius)
-        hi = np.minimum(self._hi, self.center + self.radius)
-        return np.clip(x, lo, hi)
+            nrm = _row_norms(d)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # rows on or beyond the sphere go to radius r (1 - 1e-12): the exact test is then
+                # decided by the float filter (no integer fallback) unless r is tiny next to |c|
+                scale = np.where(nrm > self.radius * (1 - 1e-12), self.radius * (1 - 1e-12) / nrm, 1.0)
+            x = self.center + d * np.where(np.isfinite(scale), scale, 0.0)[:, None]
+        x = np.clip(x, self._ilo, self._ihi)
+        return self._into_l2(x) if self.p == "2" else x
+
+    def _into_l2(self, Y: np.ndarray) -> np.ndarray:
+        """Rows of Y (inside the inner box) moved exactly into the l2 ball: rows failing contains_exact
+        are shrunk toward the center by t f, t = min(1, r / ||y - c||), for the factors f of _SHRINK
+        (re-clamped: clamping to a box around c never increases the distance); then the center."""
+        Y = np.array(Y, dtype=np.float64)
+        bad = np.flatnonzero(~self.contains_exact(Y))
+        if bad.size == 0:
+            return Y
+        with np.errstate(over="ignore", invalid="ignore"):
+            D = Y[bad] - self.center
+            nrm = _row_norms(D)
+            usable = np.isfinite(nrm) & (nrm > 0)
+            t = np.where(usable, np.minimum(1.0, self.radius / np.where(usable, nrm, 1.0)), 0.0)
+        D = np.where(usable[:, None], D, 0.0)
+        for f in _SHRINK:
+            Z = np.clip(self.center + (t * f)[:, None] * D, self._ilo, self._ihi)
+            ok = self.contains_exact(Z)
+            Y[bad[ok]] = Z[ok]
+            bad, D, t = bad[~ok], D[~ok], t[~ok]
+            if bad.size == 0:
+                return Y
+        Y[bad] = self.center  # always in the set (distance 0, inside clip)
+        return Y
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.p == "inf":
             u = rng.random((n, self.dim))
             u[: n // 4] = np.round(u[: n // 4])
-            lo = np.maximum(self._lo, self.center - self.radius)
-            hi = np.minimum(self._hi, self.center + self.radius)
-            return np.clip(lo + u * (hi - lo), lo, hi)
+            return np.clip(_lerp(self._ilo, self._ihi, u), self._ilo, self._ihi)
         g = rng.standard_normal((n, self.dim))
         g /= np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), _TINY)
         rad = self.radius * rng.random((n, 1)) ** (1.0 / self.dim)
         rad[: n // 4] = self.radius  # a quarter on the sphere
         return self.project(self.center + g * rad)
+
+    def inner_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """[lo_i, hi_i]: lo_i the smallest float >= c_i - r (exact reals), hi_i the largest float <=
+        c_i + r, intersected with clip. A float point lies in the exact l_inf ball (with clip) iff it
+        lies in this box; for l2 the box contains every float point of the ball."""
+        return self._ilo, self._ihi
+
+    def contains_exact(self, x):
+        """Exact membership of the float point x (each row of a 2-D x) in the exact set: the inner
+        box (equivalent to c - r <= x <= c + r and clip, exactly) and for l2 sum (x - c)^2 <= r^2 in
+        exact arithmetic (a float filter with a rigorous error bound, exact integers when it is
+        inconclusive)."""
+        X, single = _rows(x, self.dim)
+        ok = _in_box(X, self._ilo, self._ihi)
+        if self.p == "2" and ok.any():
+            ok[ok] = _l2_within(X[ok], self.center, self.radius)
+        return bool(ok[0]) if single else ok
+
+    def inside_point(self, x) -> np.ndarray:
+        """A float point of the exact set near x: clamped to the inner box; for l2 then shrunk toward
+        the center by factors slightly below r / ||x - c|| until contains_exact holds (the center
+        itself, always in the set, is the last resort)."""
+        X, _ = _rows(x, self.dim)
+        y = np.clip(np.where(np.isnan(X[0]), self.center, X[0]), self._ilo, self._ihi)
+        if self.p == "2":
+            y = self._into_l2(y[None, :])[0]
+        return _checked(self, y, self.center)
 
     def support(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = _box_support(A, self._lo, self._hi)

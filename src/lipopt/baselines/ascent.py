@@ -5,8 +5,10 @@ networks the gradient is piecewise constant, so gradient-based ascent on ||grad 
 instead we use seeded random restarts (uniform points, box vertices / sphere points) followed by a
 stochastic local search: from the best starting points, propose Gaussian perturbations (scaled to the
 domain), project them back into X, keep the best, and shrink the step when no proposal improves. This
-moves x across activation-pattern boundaries. The returned value is recomputed as ||grad f(x)||_q at
-the returned witness x, which lies in the domain.
+moves x across activation-pattern boundaries. Every point the search visits is exactly inside the
+domain (``domain.sample`` / ``domain.project``); the returned value is recomputed as ||grad f(x)||_q
+at a witness x chosen by ``witness.best_witness`` among the best points found: x satisfies
+``domain.contains_exact`` and its activation pattern is certain (else 0 at a point of the domain).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..exact.enumerate import dual_norm
 from ..model.network import Network
+from .witness import best_witness
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     lo, hi = domain.bounding_box()
     scale0 = np.maximum(hi - lo, 0.0) * 0.25
     order = np.argsort(-vals)[:restarts]
-    best_x, best_v = x[order[0]].copy(), float(vals[order[0]])
+    top = np.argsort(-vals)[:16]
+    found, found_v = [x[top]], [vals[top]]   # candidate witnesses, validated at the end
     for i in order:
         cur, cur_v = x[i].copy(), float(vals[i])
         sigma = scale0.copy()
@@ -64,11 +68,10 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
                 cur, cur_v = prop[k].copy(), float(pv[k])
             else:
                 sigma = sigma * 0.5
-        if cur_v > best_v:
-            best_x, best_v = cur, cur_v
-    best_x = np.atleast_2d(domain.project(best_x))[0]
-    value = float(dual_norm(net.gradient(best_x[None, :], c), norm)[0])
-    return LocalLowerBound(value, best_x, evals)
+        found.append(cur[None, :])
+        found_v.append(np.array([cur_v]))
+    w = best_witness(net, c, norm, np.vstack(found), domain, values=np.concatenate(found_v), seed=seed)
+    return LocalLowerBound(w.value, w.point, evals)
 
 
 GLOBAL_SCALES = (1.0, 10.0, 100.0)
@@ -79,7 +82,8 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     """The best of: projected local search from seeded restarts (inside ``domain``, or globally in
     boxes [-R, R]^n for R in GLOBAL_SCALES), and each activation pattern in ``patterns`` (e.g. the
     FGL's maximiser) realised by an LP (baselines.patterns). Every candidate is re-evaluated as
-    ||grad c^T f(x)||_q at a point x of the domain, so the result is a valid lower bound."""
+    ||grad c^T f(x)||_q at a point x exactly in the domain with a certain activation pattern
+    (baselines.witness), so the result is a valid lower bound."""
     from ..domain import Box
     from .patterns import realise_pattern
     n0 = net.widths[0]

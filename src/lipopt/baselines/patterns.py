@@ -6,9 +6,13 @@ realised by the Chebyshev-style LP
 
     max delta  s.t.  +-(A_l x + a_l)_j / ||(A_l)_j||_2 >= delta  (sign given by the pattern),  x in X,
 
-and if delta > 0 the gradient at the LP's x is the pattern's gradient. The value returned is always
-recomputed as ||grad c^T f(x)||_q at x by the network itself, so it is a valid lower bound whether or
-not the LP succeeded (an unrealisable pattern still yields a point that violates it least).
+and if delta > 0 the gradient at the LP's x is the pattern's gradient. The LP runs over the domain's
+inner float box (whose float points are in the exact domain); its x is then moved exactly inside
+(``domain.project``) and validated by ``witness.best_witness`` (exact membership, certain activation
+pattern, else tiny moves or 0). The value returned is always recomputed as ||grad c^T f(x)||_q at that
+x by the network itself, so it is a valid lower bound whether or not the LP succeeded (an unrealisable
+pattern still yields a point that violates it least). ``realised`` says whether the pattern at the
+returned x is the requested one.
 """
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from ..exact.enumerate import dual_norm
 from ..model.network import Network
+from .witness import best_witness
 
 PIECEWISE_LINEAR = ("relu", "leaky_relu")
 GLOBAL_RADIUS = 1e3  # global search keeps x in [-R, R]^n so the LP stays bounded and well scaled
@@ -64,7 +68,7 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
     if domain is None:
         lo, hi = np.full(n0, -GLOBAL_RADIUS), np.full(n0, GLOBAL_RADIUS)
     else:
-        lo, hi = domain.bounding_box()
+        lo, hi = domain.inner_box()
     cost = np.zeros(n0 + 1)
     cost[-1] = -1.0
     bounds = list(zip(lo, hi)) + [(None, 1.0)]
@@ -74,6 +78,13 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
     x = np.clip(res.x[:n0], lo, hi)
     if domain is not None:
         x = np.atleast_2d(domain.project(x))[0]
-    value = float(dual_norm(net.gradient(x[None, :], c), norm)[0])
+    w = best_witness(net, c, norm, x[None, :], domain)
     margin = float(res.x[-1])
-    return RealisedPattern(value, x, margin, margin > 0)
+    return RealisedPattern(w.value, w.point, margin, margin > 0 and _has_pattern(net, w.point, pattern))
+
+
+def _has_pattern(net: Network, x: np.ndarray, pattern) -> bool:
+    """The activation pattern at x (active iff z > 0) is the requested one."""
+    _, zs = net.forward_with_preactivations(x[None, :])
+    return all(np.array_equal(z[0] > 0, np.asarray(s) >= act.slope_hi)
+               for z, s, act in zip(zs, pattern, net.activations))

@@ -56,8 +56,15 @@ empty pattern is excluded by a no-good cut on the activation binaries (valid: it
 feasible point) and the MIP is solved again (at most MAX_CUT_ROUNDS times, within the time limit).
 
 ``lower`` is ||grad c^T f(x)||_q at the best of: the interior point of the incumbent pattern's region
-(Chebyshev-style LP), the incumbent x and a few perturbations, and the warm start from sampling; only
-points where f is differentiable (every z_j != 0, or z_j = 0 with zero gradient of z_j) are used.
+(Chebyshev-style LP), the incumbent x and a few perturbations, and the warm start from sampling. The
+MIP's x columns range over the outward-rounded bounding box (sound for ``upper``), so every candidate
+is first moved into the exact domain (``domain.project``: contains_exact holds), and only points whose
+activation pattern is certain under a rigorous forward rounding-error bound count
+(``baselines.witness``); otherwise tiny moves inside the domain are tried, and 0 is the fallback.
+Status "optimal" needs HiGHS' proof *and* a bracket closed by such a witness:
+upper - lower <= 2 (gap allowance + margin) + 1e-9 max(1, |upper|). Otherwise the status is "open"
+(HiGHS finished, but no point of the domain attains its value: a degenerate network, or an optimum
+reached only outside the exact domain) and [lower, upper] is a valid bracket.
 """
 from __future__ import annotations
 
@@ -83,10 +90,12 @@ _TINY = 1e-300
 
 @dataclass
 class MIPResult:
-    """lower <= L <= upper; status "optimal" (HiGHS proved the MIP optimum within ``mip_gap``) or
-    "time_limit" (a valid bracket, never a claimed optimum).
+    """lower <= L <= upper; status "optimal" (HiGHS proved the MIP optimum within ``mip_gap`` and the
+    witness closes the bracket), "open" (HiGHS finished but the bracket stays open) or "time_limit" (a
+    valid bracket, never a claimed optimum).
 
-    ``x`` is the witness attaining ``lower`` (a point of the domain where f is differentiable) and
+    ``x`` is the witness attaining ``lower`` (a point exactly in the domain with a certain activation
+    pattern, so f is differentiable there) and
     ``pattern`` the incumbent activation pattern of the MIP (derivative per hidden neuron, 0/1 for ReLU,
     alpha/1 for leaky ReLU). ``info`` holds the raw HiGHS numbers (dual bound, primal, margin, ...).
     """
@@ -430,26 +439,6 @@ def point_to_columns(model: MIPModel, net: Network, c: np.ndarray, x: np.ndarray
 # Witnesses: valid lower bounds
 
 
-def _differentiable_gradients(net: Network, c: np.ndarray, X: np.ndarray):
-    """(gradients, mask): mask[k] is True when f is differentiable at X[k] with that gradient, i.e.
-    every pre-activation is nonzero or (zero and) has zero gradient (then the neuron is locally dead
-    or locally constant and its slope choice does not matter)."""
-    X = np.atleast_2d(X)
-    g = net.gradient(X, c)
-    _, zs = net.forward_with_preactivations(X)
-    ok = np.ones(X.shape[0], dtype=bool)
-    J = np.broadcast_to(np.eye(X.shape[1]), (X.shape[0],) + (X.shape[1],) * 2)  # (N, n_prev, n0)
-    for l, z in enumerate(zs):
-        J = np.einsum("ij,njk->nik", net.weights[l].toarray(), J)   # dz/dx
-        zero = z == 0
-        if np.any(zero):
-            dead = np.all(J == 0, axis=2)
-            ok &= ~np.any(zero & ~dead, axis=1)
-        s = np.where(z > 0, 1.0, SUPPORTED[net.activations[l].name])
-        J = J * s[:, :, None]
-    return g, ok
-
-
 def _pattern_interior(net: Network, slopes: list[np.ndarray], lo: np.ndarray, hi: np.ndarray):
     """Chebyshev-style LP: max delta with sign_j (A_j x + a_j) >= delta ||A_j||_2 for every neuron,
     x in [lo, hi]. Returns (x, delta, delta_bound) or None if the LP fails; delta_bound = -inf means a
@@ -506,12 +495,12 @@ def _no_good(model: MIPModel, sol: np.ndarray):
     return cols, np.where(on, -1.0, 1.0), 1.0 - on.sum()
 
 
-def _best_witness(net, c, norm, candidates):
-    X = np.vstack(candidates)
-    g, ok = _differentiable_gradients(net, c, X)
-    vals = np.where(ok, dual_norm(g, norm), -np.inf)
-    k = int(np.argmax(vals))
-    return (float(vals[k]), X[k]) if np.isfinite(vals[k]) else (0.0, None)
+def _best_witness(net, c, norm, candidates, domain, seed=0):
+    """(lower, x): the best gradient norm at a candidate moved exactly into the domain with a certain
+    activation pattern (baselines.witness), or 0 at a point of the domain."""
+    from ..baselines.witness import best_witness
+    w = best_witness(net, c, norm, np.vstack(candidates), domain, seed=seed)
+    return w.value, w.point
 
 
 # -------------------------------------------------------------------------------------------------
@@ -535,11 +524,13 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
         raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if not (0 <= mip_gap < 1):
         raise InvalidInputError(f"mip_gap must be in [0, 1), got {mip_gap!r}")
-    xlo, xhi = domain.bounding_box()
+    xlo, xhi = domain.bounding_box()   # outward: the MIP's x columns (sound for the upper bound)
+    ilo, ihi = domain.inner_box()      # float points of the exact domain: witnesses
     if net.depth == 0:
-        g = net.gradient(((xlo + xhi) / 2)[None, :], c)
+        x0 = domain.inside_point(0.5 * ilo + 0.5 * ihi)
+        g = net.gradient(x0[None, :], c)
         v = float(dual_norm(g, norm)[0])
-        return MIPResult(v, v, "optimal", (xlo + xhi) / 2, [], 0, time.perf_counter() - t0, {})
+        return MIPResult(v, v, "optimal", x0, [], 0, time.perf_counter() - t0, {})
 
     model = build_mip(net, c, domain, norm, bounds)
     t_build = time.perf_counter() - t0
@@ -564,7 +555,7 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
         pattern, interior = [], None
         if sol is None:
             break
-        xs = np.clip(sol[model.x_cols], xlo, xhi)
+        xs = np.atleast_2d(domain.project(sol[model.x_cols]))[0]  # HiGHS' x may lie outside the domain
         for l in range(net.depth):
             s = model.fixed_slope[l].copy()
             a = np.round(sol[model.a_cols[l]])
@@ -572,10 +563,11 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
             pattern.append(s)
         cand.append(xs[None, :])
         for scale in (1e-9, 1e-6, 1e-3):
-            cand.append(np.clip(xs + scale * (xhi - xlo) * rng.uniform(-1, 1, (8, xs.size)), xlo, xhi))
+            cand.append(domain.project(xs + scale * (ihi - ilo) * rng.uniform(-1, 1, (8, xs.size))))
+        # the emptiness proof is over the outward box (a valid cut); its point is moved inside
         xi, interior, proof = _pattern_interior(net, pattern, xlo, xhi)
         if xi is not None:
-            cand.append(xi[None, :])
+            cand.append(domain.project(xi))
         # HiGHS' tolerances let it pick a pattern that no point of the box realises: exclude it (a
         # valid cut: it removes no exactly feasible point) and solve again
         if (proof < 0 and out["status"] == "optimal" and rounds <= MAX_CUT_ROUNDS
@@ -585,16 +577,18 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
         break
     if not cand:
         cand.append(domain.sample(64, rng))
-    lower, wx = _best_witness(net, c, norm, cand)
-    if wx is None:
-        wx = np.clip((xlo + xhi) / 2, xlo, xhi)
+    lower, wx = _best_witness(net, c, norm, cand, domain, seed)
 
     upper, info = _certify(out, mip_gap, model.trivial, lower)
+    status = out["status"]
+    closed = upper - lower <= 2.0 * (info["gap_allowance"] + info["margin"]) + 1e-9 * max(1.0, abs(upper))
+    if status == "optimal" and not closed:
+        status = "open"  # HiGHS' optimum is not attained by any certain point of the domain
     info.update({"witness_interior": interior is not None and interior > 0, "interior_margin": interior,
                  "pattern_cuts": len(cuts), "rounds": rounds,
                  "binaries": int(model.integer.sum()), "unstable": int(sum(u.size for u in model.unstable)),
                  "rows": int(model.A.shape[0]), "cols": int(model.A.shape[1]), "build_seconds": t_build})
-    return MIPResult(upper=upper, lower=lower, status=out["status"], x=wx, pattern=pattern,
+    return MIPResult(upper=upper, lower=lower, status=status, x=wx, pattern=pattern,
                      nodes=nodes, seconds=time.perf_counter() - t0, info=info)
 
 
