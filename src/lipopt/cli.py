@@ -128,13 +128,27 @@ def _domain_flags(q) -> None:
 
 # API names in error messages -> the flags a CLI user types (errors come from the API, which names
 # options by their Python names; the CLI speaks in flags)
+_NOT_A_FLAG = r"(?<![-\w])"  # a bare name, not already part of a --flag (else "--samples" -> "----samples")
 CLI_SPELLING = [
     (re.compile(r"input_shape=\(C, H, W\)|input_shape=\([^)]*\)"), "--input-shape C H W"),
     (re.compile(r"trust_code=True"), "--trust-code"), (re.compile(r"allow_pickle=True"), "--trust-code"),
     (re.compile(r"\b(time_limit|memory_limit|input_shape|clique_size|lp_method|sdp_solver|max_columns|"
-                r"trust_code|lower_method)\b"), lambda m: "--" + m.group(1).replace("_", "-")),
-    (re.compile(r"\b(samples|seed|degree|norm|cliques|solver|preactivation|coverage)\b(?= must)"),
+                r"trust_code|lower_method|chunk_size|max_items)\b"), lambda m: "--" + m.group(1).replace("_", "-")),
+    (re.compile(_NOT_A_FLAG + r"(samples|seeds?|degree|norm|cliques|solver|preactivation|coverage|radius|center|"
+                r"lower|upper|clip|ball|output|margin|method|workers|jobs|threshold|out)\b(?= must| contains)"),
      lambda m: "--" + m.group(1)),
+    # API messages that name an option without "must" (domain, output selection, batch, experiment)
+    (re.compile(_NOT_A_FLAG + r"(output|margin) index\b"), lambda m: f"--{m.group(1)} index"),
+    (re.compile(_NOT_A_FLAG + r"margin needs\b"), "--margin needs"),
+    (re.compile(_NOT_A_FLAG + r"degree (?=-?\d+ is above)"), "--degree "),
+    (re.compile(r"\bempty box: lower > upper\b"), "empty box: --lower > --upper"),
+    (re.compile(r"\bbox bounds must\b"), "box bounds (--lower/--upper) must"),
+    (re.compile(r"\bthe ball center lies outside the data range clip\b"),
+     "the ball --center lies outside the data range --clip"),
+    (re.compile(_NOT_A_FLAG + r"scheduler address\b"), "--scheduler address"),
+    (re.compile(r"^data (?=file\b|')"), "--data "),
+    (re.compile(r"^the points have\b"), "the points of --data have"),
+    (re.compile(r"^output directory\b"), "--out directory"),
     (re.compile(r"--trust-code \(CLI\) or --trust-code \(API\)"), "--trust-code"),
 ]
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
@@ -219,13 +233,23 @@ def _inspect(args) -> int:
 
 
 def _array(path: str, n: int, what: str):
+    """A real, finite vector of n entries from a .npy file (no pickles: nothing runs from the file)."""
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{what} {path}: not a readable .npy array ({exc})") from None
+    except (OSError, ValueError, EOFError) as exc:
+        # numpy's advice to pass allow_pickle=True is not one to give: pickles run code when loaded
+        detail = "not a .npy file, or pickled objects, which are never loaded" if "pickle" in str(exc) else exc
+        raise InvalidInputError(f"{what} {path}: not a readable .npy array ({detail})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+        # complex -> float64 drops the imaginary part and numeric strings convert silently: a different
+        # domain than the file states, hence a bound for the wrong set
+        raise InvalidInputError(f"{what} {path}: must hold real numbers, got dtype "
+                                f"{getattr(a, 'dtype', type(a).__name__)}")
     a = np.asarray(a, dtype=np.float64).ravel()
     if a.size != n:
         raise InvalidInputError(f"{what} {path} has {a.size} entries but the model has {n} inputs")
+    if not np.all(np.isfinite(a)):
+        raise InvalidInputError(f"{what} {path} contains NaN or Inf")
     return a
 
 
@@ -236,14 +260,22 @@ def _domain(args, n: int):
     if ball and box:
         raise InvalidInputError("give either --center/--radius or --lower/--upper, not both")
     clip = tuple(args.clip) if args.clip else None
+    if clip and not (all(math.isfinite(v) for v in clip) and clip[0] <= clip[1]):
+        raise InvalidInputError(f"--clip must be finite with LO <= HI, got {clip[0]:g} {clip[1]:g}")
     if ball:
         if args.center is None or args.radius is None:
             raise InvalidInputError("--center and --radius go together")
+        if not (math.isfinite(args.radius) and args.radius >= 0):
+            raise InvalidInputError(f"--radius must be a finite number >= 0, got {args.radius:g}")
         return Ball(_array(args.center, n, "--center"), args.radius, args.ball, clip=clip)
     if box:
         if args.lower is None or args.upper is None:
             raise InvalidInputError("--lower and --upper go together")
-        return Box(_array(args.lower, n, "--lower"), _array(args.upper, n, "--upper"), clip=clip)
+        lo, hi = _array(args.lower, n, "--lower"), _array(args.upper, n, "--upper")
+        if np.any(lo > hi):
+            raise InvalidInputError(f"--lower must be <= --upper everywhere; not at coordinates "
+                                    f"{np.flatnonzero(lo > hi)[:5].tolist()}")
+        return Box(lo, hi, clip=clip)
     if clip:
         raise InvalidInputError("--clip needs a domain (--center/--radius or --lower/--upper)")
     return None
@@ -323,6 +355,7 @@ def _bound(args) -> int:
 def _gap(args) -> int:
     net = _load(args)
     margin = tuple(args.margin) if args.margin else None
+    output_vector(net, args.output, margin)  # a bad selection is bad input, not a table of failed rows
     options.samples(args.samples)
     options.seed(args.seed)
     options.time_limit(args.time_limit, allow_none=False)
