@@ -150,3 +150,19 @@ def test_input_shape_must_match_the_inputs():
             options.input_shape(bad)
     with pytest.raises(InvalidInputError, match="6 entries"):
         options.input_shape((2, 3), 5)
+
+
+def test_lower_bound_label_names_the_witness_source():
+    """The MIP's own witness, when better than sampling, is labelled as such (it used to be
+    overwritten with "sampling")."""
+    from lipopt.domain import Box
+    labels = set()
+    for seed in range(4):
+        net = random_network([3, 6, 1], seed=seed)
+        r = lipopt.upper_bound(net, method="exact", domain=Box(-np.ones(3), np.ones(3)), samples=1, seed=seed)
+        label = r.details["lower_bound_method"]
+        labels.add(label)
+        assert label in ("sampling", "exact witness")
+        if label == "exact witness":
+            assert r.lower_bound == r.details["bracket"][0]
+    assert "exact witness" in labels

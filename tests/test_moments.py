@@ -158,7 +158,7 @@ def test_cli_sdp2_bound_and_errors():
     exact = exact_fgl(lipopt.load(example), np.ones(1)).value
     assert d["method"] == "sdp2" and d["lower_bound"] <= exact <= d["upper_bound"]
     assert d["sizes"]["clique_block"] == 7
-    for args, word in ((("--clique-size", "9"), "clique_size"), (("--norm", "2"), "l_inf")):
+    for args, word in ((("--clique-size", "9"), "--clique-size"), (("--norm", "2"), "l_inf")):
         p = run("bound", example, "--method", "sdp2", *args)
         assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1

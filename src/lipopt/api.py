@@ -13,8 +13,9 @@ import numpy as np
 from .baselines import ascent_lower_bound, local_lower_bound, sampled_lower_bound
 from .baselines.patterns import realisable
 from .domain import Ball, count_fixed, local_slopes
+from . import memory, options
 from .errors import InvalidInputError
-from .methods import RUNNERS, run_exact_fgl
+from .methods import RUNNERS, check_degree, run_exact_fgl
 from .model import Network, load, output_vector
 from .polynomial import SlopeBox, global_slopes
 from .relaxations.krivine import DEFAULT_MAX_COLUMNS
@@ -38,7 +39,7 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
                 coverage: str = "enlarge", time_limit: float | None = None,
                 max_columns: int = DEFAULT_MAX_COLUMNS, lower: bool | str = True, samples: int = 4096,
                 seed: int = 0, domain=None, preactivation: str = "linear", sdp_solver: str = "sdpa",
-                clique_size: int | None = None) -> Result:
+                clique_size: int | None = None, memory_limit=None) -> Result:
     """Certified upper bound on the Lipschitz constant of c^T f w.r.t. ||.||_norm on the input.
 
     method: "lp" (LiPopt-k, Krivine LP of degree ``degree``, default max(3, depth + 1)), "product"
@@ -49,20 +50,37 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
     "auto" (the best of these under ``time_limit``).
     ``cliques``: "inputs", "units", "dense", or a list of variable-id arrays. ``lower``: True or
     "sampling" (seeded sampled gradients), "ascent" (local search plus the FGL maximiser realised as
-    an input), or False.
+    an input), or False. ``memory_limit``: bytes (or "4GB"); every method estimates its size from the
+    network's shapes first and refuses above it (default: half the physical memory).
     """
     t_start = time.perf_counter()
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
-    if method not in UPPER_METHODS:
-        raise InvalidInputError(f"method must be one of {', '.join(UPPER_METHODS)}; got {method!r}")
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
-                                       and time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    options.choice(method, "method", UPPER_METHODS)
+    time_limit = options.time_limit(time_limit)
     lower_method = {True: "sampling", False: None}.get(lower, lower) if isinstance(lower, bool) else lower
     if lower_method is not None and lower_method not in LOWER_METHODS:
         raise InvalidInputError(f"lower must be True, False or one of {', '.join(LOWER_METHODS)}; got {lower!r}")
+    samples, seed = options.samples(samples), options.seed(seed)
+    if degree is not None:
+        degree = check_degree(degree)
+    clique_size = options.positive_int(clique_size, "clique_size", 12, allow_none=True)
+    max_columns = options.positive_int(max_columns, "max_columns")
+    options.choice(preactivation, "preactivation", ("linear", "interval"))
+    options.choice(solver, "solver", ("highs", "clarabel"))
+    options.choice(sdp_solver, "sdp_solver", ("sdpa", "scs", "clarabel"))
+    options.choice(lp_method, "lp_method", ("auto", "simplex", "ipm", "ipm-nocrossover", "pdlp"))
+    options.choice(coverage, "coverage", ("enlarge", "strict"))
+    with memory.limit(options.memory_limit(memory_limit)):
+        return _upper(t_start, net, norm, vec, method, degree, cliques, solver, lp_method, coverage, time_limit,
+                      max_columns, lower_method, samples, seed, domain, preactivation, sdp_solver, clique_size)
+
+
+def _upper(t_start, net, norm, vec, method, degree, cliques, solver, lp_method, coverage, time_limit, max_columns,
+           lower_method, samples, seed, domain, preactivation, sdp_solver, clique_size) -> Result:
+    if lower_method is not None:
+        _check_samples(net, samples)
     details = {}
     t0 = time.perf_counter()
     slopes = _slopes(net, domain, preactivation, details)
@@ -78,10 +96,10 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
         t0 = time.perf_counter()
         lb, witness = _lower(net, vec, norm, domain, samples, seed, lower_method, slopes, out.pattern,
                              min(5.0, time_limit or 5.0), details)
+        details["lower_bound_method"] = lower_method
         if out.lower is not None and out.lower > lb:  # the method's own witness (exact MIP) is better
             lb, witness = out.lower, out.point
             details["lower_bound_method"] = f"{method} witness"
-        details["lower_bound_method"] = lower_method
         details["lower_bound_witness"] = witness.tolist()
         timings["lower_bound"] = time.perf_counter() - t0
     return Result(out.upper, lb, method, norm, out.degree, out.raw, out.status, time.perf_counter() - t_start,
@@ -89,7 +107,8 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
 
 
 def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | None = None, margin=None,
-                c=None, samples: int = 4096, seed: int = 0, domain=None, time_limit: float = 5.0) -> Result:
+                c=None, samples: int = 4096, seed: int = 0, domain=None, time_limit: float = 5.0,
+                memory_limit=None) -> Result:
     """Seeded lower bound ||grad c^T f(x)||_q at a witness x (in details).
 
     "sampling": the best of sampled points globally, or of sampling plus projected local search inside
@@ -101,16 +120,27 @@ def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | 
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
-    if not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise InvalidInputError(f"samples must be a positive integer, got {samples!r}")
-    if method not in LOWER_METHODS:
-        raise InvalidInputError(f"lower-bound method must be one of {', '.join(LOWER_METHODS)}; got {method!r}")
+    samples, seed = options.samples(samples), options.seed(seed)
+    time_limit = options.time_limit(time_limit, allow_none=False)
+    options.choice(method, "method", LOWER_METHODS)
+    with memory.limit(options.memory_limit(memory_limit)):
+        return _lower_result(t0, net, norm, vec, samples, seed, domain, time_limit, method)
+
+
+def _lower_result(t0, net, norm, vec, samples, seed, domain, time_limit, method) -> Result:
+    _check_samples(net, samples)
     details = {}
     slopes = _slopes(net, domain, "linear", {}) if method == "ascent" else None
     value, witness = _lower(net, vec, norm, domain, samples, seed, method, slopes, None, time_limit, details)
     details.update({"witness": witness.tolist(), "seed": seed, "local": domain is not None})
     return Result(None, value, method, norm, None, None, "ok", time.perf_counter() - t0,
                   {"lower_bound": time.perf_counter() - t0}, {"samples": samples}, details)
+
+
+def _check_samples(net: Network, samples: int) -> None:
+    """The samplers hold every sampled point and its activations at once."""
+    memory.require(float(samples) * max(net.widths) * memory.BYTES_PER_SAMPLE_ENTRY,
+                   f"{samples:,} gradient samples of a {'-'.join(map(str, net.widths))} network", "use fewer samples")
 
 
 def _slopes(net: Network, domain, preactivation: str, details: dict) -> SlopeBox:

@@ -57,12 +57,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import options as _options
 from .api import UPPER_METHODS, _check_norm, upper_bound
 from .batch_dask import check_scheduler, run_dask
 from .batch_store import (COLUMNS, FILE_COLUMNS, ResultStore, error_rows, normalize_row,  # noqa: F401 (re-exported)
                           one_line)
 from .domain import Ball
 from .errors import InvalidInputError
+from .methods import check_degree
 from .model import Network, load, output_vector
 
 
@@ -303,9 +305,12 @@ def run_batch(model, X, radius: float, *, ball: str = "inf", clip=None, output=N
     norm = _check_norm(norm)
     if method not in UPPER_METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(UPPER_METHODS)}; got {method!r}")
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
-                                       and time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    time_limit = _options.time_limit(time_limit)
+    if degree is not None:
+        degree = check_degree(degree)
+    if threshold is not None and not (isinstance(threshold, (int, float, np.integer, np.floating))
+                                      and not isinstance(threshold, bool) and math.isfinite(float(threshold))):
+        raise InvalidInputError(f"threshold must be a finite number, got {threshold!r}")
     if margin is not None:
         margin = tuple(int(v) for v in margin)
     if isinstance(output, str):

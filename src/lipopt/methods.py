@@ -34,7 +34,8 @@ from .exact.mip import exact_lipschitz_mip
 from .model import Network
 from .polynomial import SlopeBox, build_polynomial
 from .relaxations.cliques import STRATEGIES, network_cliques
-from .relaxations.krivine import covering_structure, estimate_size, krivine_lp
+from .relaxations.krivine import (DEFAULT_MAX_COLUMNS, covering_structure, estimate_size, krivine_lp,
+                                  precheck_size)
 from .relaxations.lipsdp import lipsdp_neuron
 from .relaxations.moments import order2_bound
 from .relaxations.shor import shor_bound
@@ -137,6 +138,9 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
     degree = max(3, net.depth + 1) if degree is None else check_degree(degree)
     timings = {}
     t0 = time.perf_counter()
+    if isinstance(opts.get("cliques", "inputs"), str):  # refuse from shapes before building anything
+        precheck_size(net, vec, slopes, degree, opts.get("cliques", "inputs"),
+                      opts.get("max_columns", DEFAULT_MAX_COLUMNS))
     poly = build_polynomial(net, vec, slopes)
     timings["polynomial"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -151,6 +155,7 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
         if any(q.ndim != 1 or (q.size and (q.min() < 0 or q.max() >= poly.n_vars)) for q in clique_list):
             raise InvalidInputError(f"custom cliques must be 1-D arrays of variable ids in [0, {poly.n_vars})")
         clique_name = "custom"
+    clique_list = [q for q in clique_list if len(q)] or [np.zeros(1, dtype=np.int64)]  # P constant: any clique
     structure, added = covering_structure(poly, clique_list, degree, opts.get("coverage", "enlarge"),
                                           opts["max_columns"])
     lp = krivine_lp(poly, structure)

@@ -45,27 +45,38 @@ BRACKET_KEYS = ("bracket", "fgl_bracket")
 NORMALISED_KEYS = ("nu", "min_nu", "penalty", "R2", "gap")
 
 
+_CHUNK = 1 << 20
+
+
 def exact_range(x) -> tuple[int, int]:
     """[kmin, kmax] such that ldexp(x, -k) is exact (no overflow, no lost low bits) for every k in it.
 
     A nonzero float is odd * 2^low with odd < 2^53 and leading exponent e (frexp): x 2^-k is a float iff
     e - k <= 1024 (no overflow) and low - k >= -1074 (the subnormal grid).
     """
-    a = np.abs(np.asarray(x, dtype=np.float64).ravel())
-    a = a[a != 0]
-    if a.size == 0:
+    x = np.asarray(x, dtype=np.float64).ravel()
+    top, low = None, None
+    for i in range(0, x.size, _CHUNK):  # in chunks: the temporaries stay small next to the weights
+        a = np.abs(x[i:i + _CHUNK])
+        a = a[a != 0]
+        if a.size == 0:
+            continue
+        mant, e = np.frexp(a)
+        m = np.ldexp(mant, 53).astype(np.int64)          # a = m 2^(e - 53), m an integer < 2^53
+        tz = np.frexp((m & -m).astype(np.float64))[1] - 1  # trailing zero bits of m
+        t, l = int(e.max()), int((e - 53 + tz).min())
+        top, low = (t, l) if top is None else (max(top, t), min(low, l))
+    if top is None:
         return -_FREE, _FREE
-    mant, e = np.frexp(a)
-    m = np.ldexp(mant, 53).astype(np.int64)          # a = m 2^(e - 53), m an integer < 2^53
-    tz = np.frexp((m & -m).astype(np.float64))[1] - 1  # trailing zero bits of m
-    return int(e.max()) - 1024, int((e - 53 + tz).min()) + 1074
+    return top - 1024, low + 1074
 
 
 def round_trips(x, k: int) -> bool:
     """ldexp(ldexp(x, -k), k) == x exactly (the check the exponent choice must pass)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64).ravel()
     with np.errstate(over="ignore", under="ignore"):
-        return bool(np.array_equal(np.ldexp(np.ldexp(x, -k), k), x))
+        return all(np.array_equal(np.ldexp(np.ldexp(x[i:i + _CHUNK], -k), k), x[i:i + _CHUNK])
+                   for i in range(0, max(x.size, 1), _CHUNK))
 
 
 def _top_exponent(x) -> int:
@@ -153,9 +164,8 @@ def normalise(net: Network, vec=None, consistent: bool = False, slopes=None,
     Ws, bs, total = [], [], 0
     for W, b, k in zip(net.weights, net.biases, ks):
         total += k
-        W2 = sp.csr_array(W, copy=True)
-        W2.data = np.ldexp(W2.data, -k)
-        Ws.append(W2)
+        W = sp.csr_array(W)  # the scaled copy shares W's index arrays: only the values are new
+        Ws.append(W if k == 0 else sp.csr_array((np.ldexp(W.data, -k), W.indices, W.indptr), shape=W.shape))
         bs.append(np.ldexp(np.asarray(b, dtype=np.float64), -total) if exact_biases else np.zeros(len(b)))
     scaled_net = Network(tuple(Ws), tuple(bs), net.activations)
     kc, c2 = 0, None
