@@ -265,3 +265,16 @@ def test_constants():
     assert R.U == Fraction(1, 2**53) and R.EPS == np.finfo(np.float64).eps == 2 * R.U
     assert R.DENORM == 5e-324 and R.DENORM / 2 == 0.0
     assert R.MAX_FLOAT == np.finfo(np.float64).max
+
+
+def test_old_homes_use_the_one_implementation():
+    """The helpers' former homes now hold the shared objects, not copies."""
+    from lipopt import certify_sdp, domain, scaling  # noqa: F401
+    from lipopt.baselines import witness
+    from lipopt.exact import bnb
+
+    assert certify_sdp.gamma is R.gamma and certify_sdp.up is R.up and certify_sdp.down is R.down
+    assert certify_sdp.sum_up is R.sum_up and certify_sdp.sum_down is R.sum_down
+    assert certify_sdp.norm2_bound is R.norm2_bound and certify_sdp.U == R.U
+    assert domain._gamma is R.gamma_loose and domain._up is R.widen_up and domain._down is R.widen_down
+    assert witness._EPS == R.EPS and witness._DENORM == R.DENORM and bnb._EPS == R.EPS

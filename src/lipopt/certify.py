@@ -13,7 +13,6 @@ operation rounds upwards, so the reported value is an upper bound in exact arith
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +20,8 @@ import numpy as np
 from .monomials import lookup
 from .polynomial import NormGradientPolynomial
 from .relaxations.krivine import KrivineStructure
-
-UNIT_ROUNDOFF = 2.0**-53
+from .rounding import U as UNIT_ROUNDOFF
+from .rounding import gamma_float, next_up, sum_up, up
 
 
 @dataclass(frozen=True)
@@ -60,12 +59,12 @@ def certify_krivine(poly: NormGradientPolynomial, structure: KrivineStructure, x
     K = max(float(terms.max(initial=0.0)), terms0) + poly.max_factors + 2
     if K * UNIT_ROUNDOFF >= 0.01:
         raise AssertionError("rounding bound undefined: too many terms per row")
-    gamma = K * UNIT_ROUNDOFF / (1 - K * UNIT_ROUNDOFF)
-    err = np.nextafter(4.0 * gamma * mass, np.inf)
-    err0 = float(np.nextafter(4.0 * gamma * mass0, np.inf))
-    pos = np.maximum(0.0, np.nextafter(q + err, np.inf))
-    head = float(np.nextafter(q0 + err0, np.inf))
-    upper = float(np.nextafter(math.fsum([head, *pos.tolist()]), np.inf))
+    gamma = gamma_float(K)  # the factor 4 below covers its own rounding and that of the masses
+    err = next_up(4.0 * gamma * mass)
+    err0 = up(4.0 * gamma * mass0)
+    pos = np.maximum(0.0, next_up(q + err))
+    head = up(q0 + err0)
+    upper = sum_up([head, *pos.tolist()])
     return Certificate(upper_bound=upper, raw_value=float(raw_value),
                        residual_mass=float(np.maximum(q, 0.0).sum()),
                        rounding_margin=float(err.sum() + err0), clipped=clipped)

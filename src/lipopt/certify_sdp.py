@@ -35,41 +35,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import SolverFailure
-
-U = 2.0**-53  # unit roundoff of binary64
-
-
-def gamma(k: int | float) -> float:
-    """gamma_k = k u / (1 - k u), rounded up (Higham's constant)."""
-    ku = float(k) * U
-    if ku >= 0.01:
-        raise AssertionError("rounding bound undefined: too many terms")
-    return float(np.nextafter(ku / (1.0 - ku) * (1.0 + 1e-12), np.inf))
-
-
-def up(x: float) -> float:
-    return float(np.nextafter(x, np.inf))
-
-
-def down(x: float) -> float:
-    return float(np.nextafter(x, -np.inf))
-
-
-def sum_up(values) -> float:
-    """Upper bound on the exact sum of floats: math.fsum is correctly rounded, one ulp up covers it."""
-    return up(math.fsum(values))
-
-
-def sum_down(values) -> float:
-    return down(math.fsum(values))
-
-
-def norm2_bound(E: np.ndarray) -> float:
-    """Upper bound on ||E||_2 for a symmetric entrywise nonnegative matrix: its largest row sum."""
-    if E.size == 0:
-        return 0.0
-    s = np.asarray(E.sum(axis=1)).ravel()
-    return up(float(s.max()) * (1.0 + 2.0 * gamma(E.shape[1] + 1)))
+from .rounding import TINY, U, down, gamma, next_up, norm2_bound, sum_down, sum_up, up  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -104,7 +70,7 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
     scale = float(np.abs(Zt).max())
     tr_abs = float(np.abs(np.diag(Zt)).sum())
     # eigvalsh is backward stable: its error is ~ n u ||Z||; start a few times above that, grow on failure
-    delta = 4.0 * (gp * (tr_abs + n * abs(est)) + n * U * scale) + 1e-300 * n * n
+    delta = 4.0 * (gp * (tr_abs + n * abs(est)) + n * U * scale) + TINY * n * n
     if est > 0:
         delta = max(delta, 0.5 * est)  # a positive margin keeps nu >= 0 when Z~ is safely definite
     idx = np.arange(n)
@@ -120,7 +86,7 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
         diag = B[idx, idx]
         trB = sum_up(diag.tolist())
         penalty = sum_up([gp * trB * (1.0 + 1e-12), 2.0 * U * float(np.abs(diag).max()) * (1.0 + 1e-12),
-                          rounding, 1e-300 * n * n])
+                          rounding, TINY * n * n])
         nu = sum_down([alpha, -penalty])
         return EigenBound(nu, alpha, est, rounding, attempt)
     raise SolverFailure("could not verify a lower eigenvalue bound of the Gram matrix (Cholesky kept failing)")
@@ -183,12 +149,12 @@ def gram_matrix(system: GramSystem, lam: float, mu: np.ndarray, nu_eq: np.ndarra
     err = Merr.T @ np.abs(coeff)
     # factor 2: the computed masses are themselves rounded (by far less than a factor 2)
     E = 2.0 * gamma(K + 1) * mass + err * (1.0 + 2.0 * gamma(K + 1))
-    E = np.nextafter(np.nextafter(E, np.inf), np.inf)
+    E = next_up(next_up(E))
     Z, E = Z.reshape(N, N), E.reshape(N, N)
     # the rows of M are symmetric, so Z~ already is; averaging keeps that guaranteed, and
     # |Z_ij - (Z~_ij + Z~_ji)/2| <= max(E_ij, E_ji) + u |avg| covers the averaging itself
     Zs = 0.5 * (Z + Z.T)
-    E = np.nextafter(np.maximum(E, E.T) + 2.0 * U * np.abs(Zs) + 1e-300, np.inf)
+    E = next_up(np.maximum(E, E.T) + 2.0 * U * np.abs(Zs) + TINY)
     return Zs, E
 
 

@@ -46,21 +46,10 @@ from .membership import rows as _rows
 from .model.activations import Activation, derivative, slope_range, value
 from .model.network import Network
 from .polynomial import SlopeBox
-
-_EPS = np.finfo(np.float64).eps
-_TINY = 1e-300
-
-
-def _gamma(n: int) -> float:
-    return max(1e-12, 4.0 * (n + 2) * _EPS)
-
-
-def _down(x, margin):
-    return np.nextafter(x - margin - _TINY, -np.inf)
-
-
-def _up(x, margin):
-    return np.nextafter(x + margin + _TINY, np.inf)
+from .rounding import TINY as _TINY
+from .rounding import gamma_loose as _gamma
+from .rounding import widen_down as _down
+from .rounding import widen_up as _up
 
 
 def _vec(a, n, what) -> np.ndarray:

@@ -18,6 +18,7 @@ from . import memory
 from .errors import InvalidInputError
 from .model.network import Network
 from .monomials import monomial_keys
+from .rounding import next_up
 
 MAX_PATHS = 30_000_000  # beyond this the path table alone needs several GB
 
@@ -181,7 +182,7 @@ def _width_rounded_up(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     s = hi - lo
     bb = s - hi
     err = (hi - (s - bb)) + (-lo - bb)  # exact: hi - lo = s + err
-    return np.where(err > 0, np.nextafter(s, np.inf), s)
+    return np.where(err > 0, next_up(s), s)
 
 
 def _alive(alpha: np.ndarray, beta: np.ndarray, units: np.ndarray) -> np.ndarray:

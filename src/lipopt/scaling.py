@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from .errors import SolverFailure
 from .model.network import Network
+from .rounding import MAX_FLOAT, down, up
 
 HOMOGENEOUS = ("relu", "leaky_relu")  # sigma(a z) = a sigma(z) for a > 0
 _FREE = 1 << 20  # exponent range of an all-zero array (any k is exact)
@@ -196,10 +197,10 @@ def scale_up(u, K: int):
         v = math.ldexp(u, K)
     except OverflowError:
         if u < 0:
-            return -float(np.finfo(np.float64).max)
+            return -MAX_FLOAT
         raise SolverFailure(f"the certified bound {u!r} x 2^{K} exceeds the float64 range "
                             "(the network's Lipschitz constant is too large to represent)") from None
-    return v if math.ldexp(v, -K) == u else math.nextafter(v, math.inf)
+    return v if math.ldexp(v, -K) == u else up(v)
 
 
 def scale_down(v, K: int):
@@ -213,9 +214,9 @@ def scale_down(v, K: int):
         w = math.ldexp(v, K)
     except OverflowError:
         if v > 0:
-            return float(np.finfo(np.float64).max)
+            return MAX_FLOAT
         return -math.inf
-    return w if math.ldexp(w, -K) == v else math.nextafter(w, -math.inf)
+    return w if math.ldexp(w, -K) == v else down(w)
 
 
 def scale_nearest(v, K: int):

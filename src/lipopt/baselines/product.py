@@ -7,14 +7,13 @@ product is rounded upwards.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..model.network import Network
 from ..polynomial import SlopeBox, global_slopes
+from ..rounding import gamma_float, relative_up
 
 _REL = 1e-12  # covers float summation error of the norms for any row length below 1e3 * 2^40
 
@@ -36,11 +35,11 @@ def product_bound(net: Network, c: np.ndarray, norm: str = "inf", slopes: SlopeB
     c = np.asarray(c, dtype=np.float64)
     WT = net.weights[-1].T
     # |fl(W^T c) - W^T c| <= gamma_m |W|^T |c| entrywise (m outputs); enlarge |g| by twice that.
-    gamma = (len(c) + 2) * 2.0**-53 / (1 - (len(c) + 2) * 2.0**-53)
+    gamma = gamma_float(len(c) + 2)
     g = np.abs(WT @ c) + 2 * gamma * (abs(WT) @ np.abs(c))
     q = {"inf": 1, "2": 2, "1": np.inf}[norm]
     value = float(np.linalg.norm(g, q)) * (1 + _REL)
     for l in range(net.depth):
         s_max = float(max(np.abs(slopes.lo[l]).max(), np.abs(slopes.hi[l]).max()))
         value = value * _op_norm(net.weights[l], norm) * s_max
-    return math.nextafter(value * (1 + 4 * (net.depth + 1) * 2.0**-53), math.inf)
+    return relative_up(value, 4 * (net.depth + 1))  # value >= 0: value (1 + 4 (d + 1) u), one ulp up

@@ -31,9 +31,9 @@ import numpy as np
 from ..exact.enumerate import dual_norm
 from ..model.activations import LEAKY_SLOPE, value
 from ..model.network import Network
-
-_EPS = float(np.finfo(np.float64).eps)
-_DENORM = 2.0 ** -1074
+from ..rounding import DENORM as _DENORM
+from ..rounding import EPS as _EPS
+from ..rounding import next_up
 PIECEWISE_LINEAR = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
 MOVE_SCALES = (1e-13, 1e-10, 1e-7, 1e-4)   # relative step sizes of the tiny moves
 MOVES_PER_SCALE = 4
@@ -62,7 +62,7 @@ def certain_rows(net: Network, X: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
             mag = (absW @ np.abs(h).T).T + np.abs(b)
             prop = (absW @ E.T).T
-            Ez = np.nextafter((prop + g * mag) * (1.0 + g) + (2 * n + 4) * _DENORM, np.inf)
+            Ez = next_up((prop + g * mag) * (1.0 + g) + (2 * n + 4) * _DENORM)
         vz = (absW @ varies.T).T > 0
         act = net.activations[l]
         hz = value(act, z)

@@ -41,10 +41,10 @@ import scipy.sparse as sp
 from ..errors import InvalidInputError
 from ..model.network import Network
 from ..polynomial import SlopeBox, global_slopes
+from ..rounding import EPS as _EPS
 
 _U64 = np.uint64
 TAU_FIRST_MAX = 16  # branch on the layer-2 signs first when there are at most this many
-_EPS = np.finfo(float).eps
 
 
 # --------------------------------------------------------------------------------------------------

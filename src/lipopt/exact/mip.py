@@ -78,6 +78,7 @@ from ..domain import Ball, Box, linear_bounds, interval_bounds
 from ..errors import InvalidInputError, SolverFailure
 from ..model.activations import LEAKY_SLOPE
 from ..model.network import Network
+from ..rounding import EPS, up, widen_down, widen_up
 from .enumerate import dual_norm
 
 SUPPORTED = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
@@ -85,7 +86,6 @@ MARGIN_FACTOR = 2.0
 MAX_CUT_ROUNDS = 50  # re-solves after excluding a pattern proven unrealisable
 PROOF_REL = 1e-10   # relative safety of the emptiness proof of a pattern region
 BIGM_WIDEN = 1e-9  # relative outward widening of every big-M constant / variable bound
-_TINY = 1e-300
 
 
 @dataclass
@@ -154,12 +154,12 @@ def _check(net: Network, c, domain, norm: str):
 
 def _down(v):
     v = np.asarray(v, dtype=np.float64)
-    return np.nextafter(v - BIGM_WIDEN * np.abs(v) - _TINY, -np.inf)
+    return widen_down(v, BIGM_WIDEN * np.abs(v))
 
 
 def _up(v):
     v = np.asarray(v, dtype=np.float64)
-    return np.nextafter(v + BIGM_WIDEN * np.abs(v) + _TINY, np.inf)
+    return widen_up(v, BIGM_WIDEN * np.abs(v))
 
 
 def _interval_matvec(M, lo, hi):
@@ -169,7 +169,7 @@ def _interval_matvec(M, lo, hi):
     rlo = Mp @ lo + Mm @ hi
     rhi = Mp @ hi + Mm @ lo
     n = M.shape[1]
-    err = 4.0 * (n + 2) * np.finfo(np.float64).eps * (abs(M) @ np.maximum(np.abs(lo), np.abs(hi)))
+    err = 4.0 * (n + 2) * EPS * (abs(M) @ np.maximum(np.abs(lo), np.abs(hi)))
     return _down(rlo - err), _up(rhi + err)
 
 
@@ -484,7 +484,7 @@ def _pattern_interior(net: Network, slopes: list[np.ndarray], lo: np.ndarray, hi
         r = -(G.T @ y)
         terms = np.concatenate([y * h, np.maximum(r * lo, r * hi)])
         mass = np.abs(y) @ np.abs(h) + np.abs(y) @ (np.abs(G) @ np.maximum(np.abs(lo), np.abs(hi)))
-        bound = float(terms.sum() + max(8.0 * (G.shape[0] + n0 + 4) * np.finfo(float).eps, PROOF_REL) * (mass + 1.0))
+        bound = float(terms.sum() + max(8.0 * (G.shape[0] + n0 + 4) * EPS, PROOF_REL) * (mass + 1.0))
     return x, delta, bound
 
 
@@ -751,7 +751,7 @@ def _certify(out: dict, mip_gap: float, trivial: float, lower: float) -> tuple[f
     if primal is not None:
         raw = max(raw, primal + gap_allow)
     margin = MARGIN_FACTOR * tol * (1.0 + trivial)
-    upper = float(np.nextafter(raw + margin, np.inf)) if np.isfinite(raw) else np.inf
+    upper = up(raw + margin) if np.isfinite(raw) else np.inf
     upper = min(upper, trivial)
     exceeded = lower > upper
     upper = max(upper, lower)

@@ -25,10 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import memory
-from ..certify_sdp import GramSystem, gamma, sum_up, up
+from ..certify_sdp import GramSystem
 from ..errors import InvalidInputError
 from ..model.network import Network
 from ..polynomial import SlopeBox
+from ..rounding import TINY, U, gamma, sum_up, up
 from .quadratic import Affine, _stack, check_c, check_slopes, products
 from .shor import MAX_ORDER, SDPBound, solve_gram
 
@@ -71,8 +72,8 @@ def lipsdp_neuron(net: Network, c, slopes: SlopeBox | None = None, solver: str =
         aW = sp.csr_array(sp.diags_array(al) @ Wp)
         bW = sp.csr_array(sp.diags_array(be) @ Wp)
         # alpha*W and beta*W are one rounding each: |err| <= u |value| (charged as 2u)
-        errA = sp.csr_array(2 * 2.0**-53 * abs(aW))
-        errB = sp.csr_array(2 * 2.0**-53 * abs(bW))
+        errA = sp.csr_array(2 * U * abs(aW))
+        errB = sp.csr_array(2 * U * abs(bW))
         A_parts.append(Affine(sp.csr_array(E - aW), errA))
         B_parts.append(Affine(sp.csr_array(bW - E), errB))
     A, B = _stack(A_parts), _stack(B_parts)
@@ -82,7 +83,7 @@ def lipsdp_neuron(net: Network, c, slopes: SlopeBox | None = None, solver: str =
     # objective (u^T xi)^2 with u = W_d^T c on x_d
     Wd = sp.csr_array(net.weights[d])
     u = Wd.T @ c
-    u_err = 2 * gamma(Wd.shape[0] + 2) * (abs(Wd).T @ np.abs(c)) + 1e-300
+    u_err = 2 * gamma(Wd.shape[0] + 2) * (abs(Wd).T @ np.abs(c)) + TINY
     nz = np.flatnonzero((u != 0) | (u_err > 0))
     Uf = Affine(sp.csr_array((u[nz], (np.zeros(len(nz), np.int64), offs[d] + nz)), shape=(1, N)),
                 sp.csr_array((u_err[nz], (np.zeros(len(nz), np.int64), offs[d] + nz)), shape=(1, N)))

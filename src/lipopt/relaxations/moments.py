@@ -35,10 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..certify_sdp import U, gamma, lambda_min_lower_bound, sum_up, up
+from ..certify_sdp import lambda_min_lower_bound
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
 from ..polynomial import SlopeBox
+from ..rounding import TINY, U, gamma, next_up, sum_up, up
 from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
 from .quadratic import build_model, check_c, check_slopes, gradient_forms
 from .shor import SDPBound
@@ -80,15 +81,15 @@ def sign_polynomial(net: Network, c, slopes: SlopeBox) -> SignPolynomial:
     cols = np.arange(1, 1 + len(free))   # build_model numbers the free s after the constant
     a = 0.5 * (lo[free] + hi[free])
     half = np.maximum(hi[free] - a, a - lo[free])
-    b = np.nextafter(np.nextafter(half, np.inf), np.inf)  # a +- b covers [lo, hi] in exact arithmetic
+    b = next_up(next_up(half))  # a +- b covers [lo, hi] in exact arithmetic
     Fs, Es = F[:, cols], E[:, cols]
     Q = Fs * b
-    Q_err = np.nextafter(2.0 * U * np.abs(Q) + Es * b * (1.0 + 2.0 * U), np.inf)
+    Q_err = next_up(2.0 * U * np.abs(Q) + Es * b * (1.0 + 2.0 * U))
     k = len(free) + 1
     g = gamma(k + 2)
     p = F[:, 0] + Fs @ a
     mass = np.abs(F[:, 0]) + np.abs(Fs) @ np.abs(a)
-    p_err = np.nextafter(2.0 * g * mass + (1.0 + 2.0 * g) * (E[:, 0] + Es @ np.abs(a)) + 1e-300, np.inf)
+    p_err = next_up(2.0 * g * mass + (1.0 + 2.0 * g) * (E[:, 0] + Es @ np.abs(a)) + TINY)
     return SignPolynomial(p=p, p_err=p_err, Q=Q, Q_err=Q_err, free=free)
 
 
@@ -295,7 +296,7 @@ def certify_moments(system: MomentSystem, y: np.ndarray) -> MomentCertificate:
     Z = system.C + L @ y
     K = int(np.diff(L.indptr).max(initial=0)) + 2
     mass = np.abs(system.C) + abs(L) @ np.abs(y)
-    E = np.nextafter(2.0 * gamma(K + 1) * mass + system.C_err * (1.0 + 2.0 * gamma(K + 1)) + 1e-300, np.inf)
+    E = next_up(2.0 * gamma(K + 1) * mass + system.C_err * (1.0 + 2.0 * gamma(K + 1)) + TINY)
     nus, penalties = [], []
     for k, B in enumerate(system.orders):
         lo, hi = system.offsets[k], system.offsets[k + 1]

@@ -20,10 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import memory
-from ..certify_sdp import U, gamma, sum_up
 from ..errors import InvalidInputError
 from ..model.network import Network
 from ..polynomial import SlopeBox, global_slopes
+from ..rounding import TINY, U, gamma, next_down, next_up, sum_up, widen_down, widen_up
 
 
 @dataclass
@@ -96,8 +96,8 @@ def interval(X: Affine, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.
     mag = np.maximum(np.abs(lo), np.abs(hi))
     k = int(np.diff(F.indptr).max(initial=0))
     slack = 2.0 * gamma(k + 2) * (abs(F) @ mag) + (1.0 + 2.0 * gamma(k + 2)) * (X.err @ mag)
-    slack = np.nextafter(slack + 1e-300, np.inf)
-    return np.nextafter(bot - slack, -np.inf), np.nextafter(top + slack, np.inf)
+    slack = next_up(slack + TINY)
+    return next_down(bot - slack), next_up(top + slack)
 
 
 def products(A: Affine, B: Affine, group: np.ndarray, n_groups: int, ncols: int,
@@ -262,8 +262,8 @@ def build_model(net: Network, c: np.ndarray, slopes: SlopeBox, with_t: bool, mcc
             sv = s_index[l - 1][rows]
             rlo, rhi = interval(Rl, lo_v, hi_v)
             cand = np.stack([lo_v[sv] * rlo, lo_v[sv] * rhi, hi_v[sv] * rlo, hi_v[sv] * rhi])
-            wlo = np.nextafter(cand.min(0) - 2 * U * np.abs(cand).max(0) - 1e-300, -np.inf)
-            whi = np.nextafter(cand.max(0) + 2 * U * np.abs(cand).max(0) + 1e-300, np.inf)
+            wlo = widen_down(cand.min(0), 2 * U * np.abs(cand).max(0))
+            whi = widen_up(cand.max(0), 2 * U * np.abs(cand).max(0))
             lo_v[w], hi_v[w] = wlo, whi
             # equality  1 * w - s * r(z) = 0
             one = constant_forms(np.ones(k), np.zeros(k), nmax)
@@ -302,7 +302,7 @@ def build_model(net: Network, c: np.ndarray, slopes: SlopeBox, with_t: bool, mcc
 def _charge_const(X: Affine) -> Affine:
     c0 = np.asarray(X.F[:, [0]].toarray()).ravel()
     k = len(c0)
-    extra = sp.csr_array((2.0 * U * np.abs(c0) + 1e-300, (np.arange(k), np.zeros(k, np.int64))), shape=X.err.shape)
+    extra = sp.csr_array((2.0 * U * np.abs(c0) + TINY, (np.arange(k), np.zeros(k, np.int64))), shape=X.err.shape)
     return Affine(X.F, sp.csr_array(X.err + extra))
 
 
@@ -318,7 +318,7 @@ def radius_squared(lo: np.ndarray, hi: np.ndarray, skip: np.ndarray | None = Non
         keep = np.ones(len(lo), bool)
         keep[skip] = False
         mag = mag[keep[1:]]
-    sq = np.nextafter(mag * mag, np.inf)
+    sq = next_up(mag * mag)
     return sum_up([1.0, extra, *sq.tolist()])
 
 
