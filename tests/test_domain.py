@@ -6,14 +6,14 @@ import pytest
 
 from helpers import small_network
 from lipopt.baselines.ascent import local_lower_bound
-from lipopt.domain import (Ball, Box, count_fixed, interval_bounds, linear_bounds, local_slopes,
-                           relaxation, slope_box)
+from lipopt.domain import Ball, Box, interval_bounds, linear_bounds, relaxation
 from lipopt.errors import InvalidInputError
 from lipopt.exact import exact_fgl
 from lipopt.exact.enumerate import dual_norm
 from lipopt.model import build_network
 from lipopt.model.activations import ACTIVATIONS, slope_range
 from lipopt.model.network import activation_slope, activation_value
+from lipopt.slopes import count_fixed, local_slopes, slope_box
 
 ACTS = sorted(ACTIVATIONS)
 WIDTHS = [3, 5, 5, 4, 2]

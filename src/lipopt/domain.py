@@ -8,7 +8,7 @@ Pre-activation bounds per hidden layer: ``interval_bounds`` (interval arithmetic
 the domain's support function, e.g. ||W_row||_2 * radius for an l2 ball) and ``linear_bounds``
 (CROWN / DeepPoly-style back-substitution through all earlier layers with linear relaxations of every
 activation on its interval, concretised with the domain's support function, intersected with the
-interval bounds so it is never looser). ``slope_box`` turns them into the SlopeBox the LP consumes.
+interval bounds so it is never looser). ``slopes.slope_box`` turns them into the SlopeBox the LP consumes.
 
 Floating-point soundness. Every bound is computed in float64 and then widened outward by
 ``gamma * M + 1e-300`` where M is the sum of absolute values of every term that entered the computed
@@ -43,9 +43,8 @@ from .membership import lerp as _lerp
 from .membership import midpoint as _midpoint
 from .membership import row_norms as _row_norms
 from .membership import rows as _rows
-from .model.activations import Activation, derivative, slope_range, value
+from .model.activations import Activation, derivative, value
 from .model.network import Network
-from .polynomial import SlopeBox
 from .rounding import TINY as _TINY
 from .rounding import gamma_loose as _gamma
 from .rounding import widen_down as _down
@@ -478,41 +477,13 @@ def linear_bounds(net: Network, domain) -> PreactivationBounds:
     return PreactivationBounds(tuple(los), tuple(his), "linear")
 
 
-def slope_box(net: Network, bounds: PreactivationBounds) -> SlopeBox:
-    """Per hidden neuron the range of its activation derivative over its pre-activation interval."""
-    if len(bounds.lo) != net.depth or len(bounds.hi) != net.depth:
-        raise InvalidInputError(f"bounds cover {len(bounds.lo)} layers but the network has "
-                                f"{net.depth} hidden layers")
-    lo, hi = [], []
-    for act, zl, zh in zip(net.activations, bounds.lo, bounds.hi):
-        zl, zh = np.asarray(zl, dtype=np.float64), np.asarray(zh, dtype=np.float64)
-        # an overflowed bound (inf, or NaN from inf - inf / 0 * inf) says nothing: the neuron is free
-        # over its activation's global range, never fixed (NaN compares False both ways)
-        known = np.isfinite(zl) & np.isfinite(zh)
-        s, t = slope_range(act, np.where(known, zl, 0.0), np.where(known, zh, 0.0))
-        lo.append(np.where(known, s, act.slope_lo))
-        hi.append(np.where(known, t, act.slope_hi))
-    return SlopeBox(tuple(lo), tuple(hi))
+# SlopeBox, slope_box, count_fixed and local_slopes moved to lipopt.slopes (the domain stage's output);
+# re-exported here for one release. Lazily: slopes.py imports this module's bound functions.
+_MOVED_TO_SLOPES = ("SlopeBox", "slope_box", "count_fixed", "local_slopes")
 
 
-def count_fixed(slopes: SlopeBox) -> int:
-    """Number of hidden neurons whose derivative is a single value (lo == hi: folded as constants)."""
-    return int(sum(np.count_nonzero(lo == hi) for lo, hi in zip(slopes.lo, slopes.hi)))
-
-
-def local_slopes(net: Network, domain, method: str = "linear") -> SlopeBox:
-    """slope_box of the ``method`` ("linear" or "interval") pre-activation bounds over ``domain``.
-
-    ReLU-type networks are bounded through their consistent normalisation (scaling.normalise: every
-    pre-activation exactly 2^-S_l times the original on every input, so the same signs and the same
-    slope box), which keeps weights of any magnitude from overflowing the bounds.
-    """
-    from .scaling import normalise  # imported here: this file's header belongs to the domain classes
-    sc = normalise(net, None, consistent=True)
-    if sc is not None:
-        net = sc.net
-    if method not in ("linear", "interval"):
-        raise InvalidInputError(f"unknown bound method {method!r}; choose linear or interval")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflowed bounds are made free in slope_box
-        bounds = linear_bounds(net, domain) if method == "linear" else interval_bounds(net, domain)
-    return slope_box(net, bounds)
+def __getattr__(name):
+    if name in _MOVED_TO_SLOPES:
+        from . import slopes
+        return getattr(slopes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,22 +19,9 @@ from .errors import InvalidInputError
 from .model.network import Network
 from .monomials import monomial_keys
 from .rounding import next_up
+from .slopes import SlopeBox, global_slopes  # noqa: F401 (SlopeBox, global_slopes live in slopes.py; re-exported)
 
 MAX_PATHS = 30_000_000  # beyond this the path table alone needs several GB
-
-
-@dataclass(frozen=True)
-class SlopeBox:
-    """Per hidden layer, the interval [lo, hi] of each neuron's activation derivative."""
-    lo: tuple[np.ndarray, ...]
-    hi: tuple[np.ndarray, ...]
-
-
-def global_slopes(net: Network) -> SlopeBox:
-    """Every derivative free in its activation's global range (ReLU: [0, 1])."""
-    widths = net.widths[1:-1]
-    return SlopeBox(tuple(np.full(n, a.slope_lo) for n, a in zip(widths, net.activations)),
-                    tuple(np.full(n, a.slope_hi) for n, a in zip(widths, net.activations)))
 
 
 @dataclass(frozen=True)

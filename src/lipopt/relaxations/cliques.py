@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from ..errors import InvalidInputError
 from ..model.network import Network
-from ..polynomial import NormGradientPolynomial, SlopeBox
+from ..polynomial import NormGradientPolynomial
+from ..slopes import SlopeBox
 
 STRATEGIES = ("inputs", "units", "dense")
 

@@ -28,8 +28,8 @@ from .. import memory
 from ..certify_sdp import GramSystem
 from ..errors import InvalidInputError
 from ..model.network import Network
-from ..polynomial import SlopeBox
 from ..rounding import TINY, U, gamma, sum_up, up
+from ..slopes import SlopeBox
 from .quadratic import Affine, _stack, check_c, check_slopes, products
 from .shor import MAX_ORDER, SDPBound, solve_gram
 

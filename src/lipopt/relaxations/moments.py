@@ -38,8 +38,8 @@ import scipy.sparse as sp
 from ..certify_sdp import lambda_min_lower_bound
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
-from ..polynomial import SlopeBox
 from ..rounding import TINY, U, gamma, next_up, sum_up, up
+from ..slopes import SlopeBox
 from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
 from .quadratic import build_model, check_c, check_slopes, gradient_forms
 from .shor import SDPBound

@@ -22,8 +22,8 @@ import scipy.sparse as sp
 from .. import memory
 from ..errors import InvalidInputError
 from ..model.network import Network
-from ..polynomial import SlopeBox, global_slopes
 from ..rounding import TINY, U, gamma, next_down, next_up, sum_up, widen_down, widen_up
+from ..slopes import SlopeBox, global_slopes
 
 
 @dataclass

@@ -30,7 +30,7 @@ from .. import memory
 from ..certify_sdp import GramSystem, certify_gram
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
-from ..polynomial import SlopeBox
+from ..slopes import SlopeBox
 from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
 from .quadratic import (_select, _stack, build_model, check_c, check_slopes, constant_forms, gradient_forms,
                         interval, products, radius_squared, shrink, unit_forms)
