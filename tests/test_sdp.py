@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from helpers import small_network
 from lipopt.baselines.sampling import sampled_lower_bound
-from lipopt.certify_sdp import certify_gram, lambda_min_lower_bound
+from lipopt.certify.gram import certify_gram, lambda_min_lower_bound
 from lipopt.domain import Box, local_slopes
 from lipopt.errors import InvalidInputError, SolverFailure
 from lipopt.exact.enumerate import exact_fgl

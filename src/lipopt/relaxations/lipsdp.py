@@ -10,7 +10,7 @@ tau >= 0 (the diagonal T of the paper) the LMI
 
 gives (c^T W_d dx_d)^2 <= rho ||dx_0||^2, so L_2(c^T f) <= sqrt(rho); we minimise rho.
 
-Certification (same theorem as ``certify_sdp``): for the solver's (rho, tau) with tau clipped to >= 0,
+Certification (same theorem as ``certify.gram``): for the solver's (rho, tau) with tau clipped to >= 0,
 a rigorous nu <= lambda_min(Z) gives (u^T xi)^2 <= (rho + max(0, -nu) R^2) ||dx_0||^2 with
 R^2 >= ||xi||^2 / ||dx_0||^2 = 1 + sum_l prod_{k <= l} (kappa_k ||W_{k-1}||_2)^2, kappa_k = max |slope|,
 ||W||_2 <= min(||W||_F, sqrt(||W||_1 ||W||_inf)) (all rounded up). The reported bound is the square
@@ -25,12 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import memory
-from ..certify_sdp import GramSystem
 from ..errors import InvalidInputError
 from ..model.network import Network
 from ..rounding import TINY, U, gamma, sum_up, up
 from ..slopes import SlopeBox
-from .quadratic import Affine, _stack, check_c, check_slopes, products
+from .quadratic import Affine, GramSystem, _stack, check_c, check_slopes, products
 from .shor import MAX_ORDER, SDPBound, solve_gram
 
 

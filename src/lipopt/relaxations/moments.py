@@ -24,7 +24,7 @@ diag(X) = 1, which equals the Shor bound on the box; every clique can only lower
 
 **Certificate.** For any y the identity holds exactly (with the exact Z_k), so for every vertex
 P(x) = lambda - sum_k m_k^T Z_k m_k <= lambda + sum_k max(0, -nu_k) |m_k|^2, where nu_k <= lambda_min(Z_k)
-is the rigorous bound of ``certify_sdp.lambda_min_lower_bound`` and |m_k|^2 = len(m_k) since every
+is the rigorous bound of ``certify.gram.lambda_min_lower_bound`` and |m_k|^2 = len(m_k) since every
 entry of m_k is +-1. Coefficient errors of p, q and the rounding of Z = C + L y enter that bound.
 """
 from __future__ import annotations
@@ -35,12 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..certify_sdp import lambda_min_lower_bound
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
-from ..rounding import TINY, U, gamma, next_up, sum_up, up
+from ..rounding import TINY, U, gamma, next_up
 from ..slopes import SlopeBox
-from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
+from ..solvers.sdp import SemidefiniteProgram
 from .quadratic import build_model, check_c, check_slopes, gradient_forms
 from .shor import SDPBound
 
@@ -279,43 +278,6 @@ def to_sdp(system: MomentSystem) -> SemidefiniteProgram:
     return SemidefiniteProgram(c=np.concatenate(c_parts), A=A, b=b, l=0, s=tuple(system.orders))
 
 
-@dataclass(frozen=True)
-class MomentCertificate:
-    upper: float
-    lam: float
-    nu: list          # rigorous lambda_min lower bound per block
-    penalty: float
-
-
-def certify_moments(system: MomentSystem, y: np.ndarray) -> MomentCertificate:
-    """Certified max P from any multipliers y (module docstring)."""
-    y = np.asarray(y, float)
-    if y.shape != (system.n_multipliers,) or not np.all(np.isfinite(y)):
-        raise SolverFailure("the SDP solver returned no usable multipliers")
-    L = sp.csr_array(system.L)
-    Z = system.C + L @ y
-    K = int(np.diff(L.indptr).max(initial=0)) + 2
-    mass = np.abs(system.C) + abs(L) @ np.abs(y)
-    E = next_up(2.0 * gamma(K + 1) * mass + system.C_err * (1.0 + 2.0 * gamma(K + 1)) + TINY)
-    nus, penalties = [], []
-    for k, B in enumerate(system.orders):
-        lo, hi = system.offsets[k], system.offsets[k + 1]
-        r, c = system.rows[lo:hi], system.cols[lo:hi]
-        Zk, Ek = np.zeros((B, B)), np.zeros((B, B))
-        Zk[r, c] = Z[lo:hi]
-        Zk[c, r] = Z[lo:hi]
-        Ek[r, c] = E[lo:hi]
-        Ek[c, r] = E[lo:hi]
-        nu = lambda_min_lower_bound(Zk, Ek).nu
-        nus.append(nu)
-        if nu < 0:
-            penalties.append(up(-nu * B))
-    lam = float(y[0])
-    penalty = sum_up(penalties) if penalties else 0.0
-    upper = sum_up([lam, penalty]) if penalties else lam
-    return MomentCertificate(upper=upper, lam=lam, nu=nus, penalty=penalty)
-
-
 def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "inf", solver: str = "sdpa",
                  time_limit: float | None = None, *, clique_size: int = 3, cliques: list | None = None,
                  threads: int | None = None, tolerance: float | None = None) -> SDPBound:
@@ -323,6 +285,10 @@ def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "i
 
     ``clique_size`` q: one clique per free hidden neuron (itself and its q - 1 strongest inputs);
     q = 1 gives the order-1 (Shor) bound. ``cliques`` overrides the choice (sorted variable tuples)."""
+    # solve and certify: orchestration that moves to methods/ (ARCHITECTURE step 4); imported here so that
+    # relaxations never import certify or solver functions at module level
+    from ..certify.moments import certify_moments
+    from ..solvers.sdp import solve_for_multipliers
     t0 = time.perf_counter()
     if norm != "inf":
         raise InvalidInputError("the order-2 SDP bounds the l_inf Lipschitz constant (for l1 the Shor bound is "
@@ -359,3 +325,12 @@ def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "i
                     timings={"build": t1 - t0, "solve": sol.seconds, "certify": t3 - t2, "total": t3 - t0},
                     details={"solver": sol.solver, "clique_size": clique_size, "penalty": cert.penalty,
                              "min_nu": float(min(cert.nu)), "message": sol.message, **sol.info})
+
+
+# MomentCertificate and certify_moments moved to lipopt.certify.moments; re-exported for one release
+# (lazily: certify.moments imports MomentSystem from here).
+def __getattr__(name):
+    if name in ("MomentCertificate", "certify_moments"):
+        from ..certify import moments
+        return getattr(moments, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ inequalities. So P becomes bilinear in (t, x_1) and the whole problem a QCQP.
 
 Affine forms are rows of sparse matrices F over the columns of v; ``err`` rows bound |F_exact - F|
 entrywise (F_exact: the same expressions in exact arithmetic). Quadratic forms are stored vectorised
-(N x N, symmetric) for the Gram certificate in ``lipopt.certify_sdp``.
+(N x N, symmetric); ``GramSystem`` collects them for the Gram certificate in ``lipopt.certify.gram``.
 """
 from __future__ import annotations
 
@@ -30,6 +30,35 @@ from ..slopes import SlopeBox, global_slopes
 class Affine:
     F: sp.csr_array     # (k, ncols): row i is the form F[i, 0] + sum_j F[i, j] v_j
     err: sp.csr_array   # entrywise bound on |F_exact - F|
+
+
+@dataclass(frozen=True)
+class GramSystem:
+    """The data of  lambda - v^T Q v - sum mu_k v^T G_k v - sum nu_k v^T H_k v = v^T Z v,  v = [1; z].
+
+    Matrices are stored vectorised (row k of G is vec(G_k), full N x N, symmetric). ``*_err`` bound the
+    difference between each stored float coefficient and the exact one entrywise (same shapes).
+    ``terms`` bounds the number of floats summed into any stored coefficient (for gamma).
+    ``R2`` >= max over the feasible set of 1 + ||z||^2.  With ``lead`` = vec(L) the identity is
+    lambda v^T L v - ... = v^T Z v for homogeneous v, and R2 bounds ||v||^2 / v^T L v (LipSDP).
+    """
+    order: int
+    Q: sp.csr_array        # (1, N*N)
+    Q_err: sp.csr_array
+    G: sp.csr_array        # (m_ineq, N*N)
+    G_err: sp.csr_array
+    H: sp.csr_array        # (m_eq, N*N)
+    H_err: sp.csr_array
+    R2: float
+    lead: sp.csr_array | None = None  # (1, N*N) exact matrix multiplying lambda; None = e0 e0^T
+
+    @property
+    def n_ineq(self) -> int:
+        return int(self.G.shape[0])
+
+    @property
+    def n_eq(self) -> int:
+        return int(self.H.shape[0])
 
 
 @dataclass

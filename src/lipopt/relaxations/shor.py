@@ -7,7 +7,7 @@ w = s o r for deeper nets), and bounded by the Shor SDP in its SOS/dual form
     min lambda  s.t.  Z = lambda e0 e0^T - Q - sum_k mu_k G_k - sum_k nu_k H_k  >= 0,  mu >= 0,
 
 i.e. lambda - P - sum mu g - sum nu h is a sum of squares of affine forms. The reported ``upper`` is
-certified from the solver's multipliers by ``certify_sdp.certify_gram`` (any multipliers give a valid
+certified from the solver's multipliers by ``certify.gram.certify_gram`` (any multipliers give a valid
 bound; rounding is bounded rigorously). Norms of the input (the gradient gets the dual norm):
 
 * ``"inf"``: t_i^2 <= 1 (the l_inf FGL, dual norm l1 on the gradient);
@@ -27,13 +27,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import memory
-from ..certify_sdp import GramSystem, certify_gram
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
 from ..slopes import SlopeBox
-from ..solvers.sdp import SemidefiniteProgram, solve_for_multipliers
-from .quadratic import (_select, _stack, build_model, check_c, check_slopes, constant_forms, gradient_forms,
-                        interval, products, radius_squared, shrink, unit_forms)
+from ..solvers.sdp import SemidefiniteProgram
+from .quadratic import (GramSystem, _select, _stack, build_model, check_c, check_slopes, constant_forms,
+                        gradient_forms, interval, products, radius_squared, shrink, unit_forms)
 
 NORMS = ("inf", "2", "1")
 MAX_ORDER = 3000  # dense Gram matrices of this order cost ~ 70 MB and a few seconds to certify
@@ -83,6 +82,10 @@ def shor_sdp(system: GramSystem) -> SemidefiniteProgram:
 def solve_gram(system: GramSystem, solver: str, time_limit: float | None, threads: int | None = None,
                tolerance: float | None = None):
     """Solve the Shor SDP of ``system`` and certify; raises SolverFailure without a usable point."""
+    # orchestration that moves to methods/ (ARCHITECTURE step 4); imported here so that relaxations
+    # never import certify or solver functions at module level
+    from ..certify.gram import certify_gram
+    from ..solvers.sdp import solve_for_multipliers
     t0 = time.perf_counter()
     sdp = shor_sdp(system)
     t1 = time.perf_counter()

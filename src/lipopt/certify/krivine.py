@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .monomials import lookup
-from .polynomial import NormGradientPolynomial
-from .relaxations.krivine import KrivineStructure
-from .rounding import U as UNIT_ROUNDOFF
-from .rounding import gamma_float, next_up, sum_up, up
+from ..monomials import lookup
+from ..polynomial import NormGradientPolynomial
+from ..relaxations.krivine import KrivineStructure
+from ..rounding import U as UNIT_ROUNDOFF
+from ..rounding import gamma_float, next_up, sum_up, up
 
 
 @dataclass(frozen=True)
