@@ -105,7 +105,7 @@ def test_bad_models_exit_2_with_one_line(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--output", "3"], "out of range"),
     (["--degree", "1"], "below the polynomial's degree"),
-    (["--norm", "2"], "supports the norms inf"),
+    (["--norm", "2"], "supports norms inf; got 2. Applicable here: product, exact-fgl, sdp, lipsdp, auto"),
     (["--norm", "7"], "invalid choice"),
     (["--samples", "0"], "--samples must be positive"),
     (["--margin", "0", "0"], "two different outputs"),
@@ -161,11 +161,18 @@ def test_gap_table_and_json():
             assert r["value"] <= exact
 
 
-def test_gap_records_failures_and_goes_on():
+def test_gap_rows_come_from_the_registry_and_failures_go_on():
+    """l2: the LP and the order-2 SDP do not apply (no rows), LipSDP does; a method that fails (here
+    the SDPs under a tiny memory limit) is recorded with its reason and the report goes on."""
     rep = json.loads(run("gap", EXAMPLE, "--json", "--norm", "2").stdout)
     rows = {r["method"]: r for r in rep["rows"]}
-    assert rows["LiPopt-3"]["status"] == "failed" and "supports the norms" in rows["LiPopt-3"]["error"]
+    assert not any(m.startswith("LiPopt") or m == "sdp2" for m in rows) and "lipsdp" in rows
     assert rows["exact-fgl"]["value"] is not None and rows["product"]["value"] is not None
+    rep = json.loads(run("gap", str(Path(EXAMPLE).parent / "banded_40_40_1.npz"), "--json", "--memory-limit", "1MB",
+                         "--samples", "100").stdout)
+    rows = {r["method"]: r for r in rep["rows"]}
+    assert rows["sdp"]["status"] == "failed" and "memory limit" in rows["sdp"]["error"]
+    assert rows["exact-fgl"]["value"] is not None
 
 
 def test_sdp_and_auto_json():
@@ -177,8 +184,8 @@ def test_sdp_and_auto_json():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "exact"], "needs a bounded domain"),
-    (["--method", "lipsdp"], "l2 Lipschitz"),
+    (["--method", "exact"], "needs a bounded input domain"),
+    (["--method", "lipsdp"], "supports norms 2; got inf"),
 ])
 def test_method_norm_domain_mismatch_exit_2(args, message):
     p = run("bound", EXAMPLE, *args)

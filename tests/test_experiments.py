@@ -35,6 +35,7 @@ def num(v):
     return None if v == "" else float(v)
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_a_row_for_every_cell(quick):
     out, summary = quick
     for name in EXPERIMENTS:
@@ -46,6 +47,7 @@ def test_a_row_for_every_cell(quick):
     assert summary["computed"] + summary["cached"] == summary["cells"]
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_upper_bounds_are_sound(quick):
     out, _ = quick
     n_exact = 0
@@ -69,6 +71,7 @@ def test_upper_bounds_are_sound(quick):
     assert n_exact > 20
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_exact_values_and_ratios(quick):
     out, _ = quick
     for name in EXPERIMENTS:
@@ -97,6 +100,7 @@ def test_exact_values_and_ratios(quick):
                 assert 1.0 <= num(fgl[0]["ratio_to_exact"]) < 1 + 1e-6
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_report_and_plots(quick):
     out, _ = quick
     text = (out / "report.md").read_text()
@@ -113,6 +117,7 @@ def test_report_and_plots(quick):
         assert "matplotlib is not installed" in text
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_rerun_hits_the_cache(quick):
     out, summary = quick
     files = sorted((out / "cache").glob("*.json"))
@@ -156,6 +161,7 @@ def test_bad_settings_raise():
     assert not Path("/nonexistent/never-created").exists()
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_published_data_optional(tmp_path, quick):
     assert published.load_published(tmp_path / "missing.json") is None
     (tmp_path / "bad.json").write_text("{not json")
@@ -172,6 +178,7 @@ def test_published_data_optional(tmp_path, quick):
     assert "published bound below the exact value" in text
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_report_without_matplotlib(tmp_path, quick, monkeypatch):
     out, _ = quick
     for name in EXPERIMENTS:
@@ -189,6 +196,7 @@ def cli(*args):
                           cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow  # the quick-experiments fixture: ~70 s
 def test_cli_experiment(quick):
     out, _ = quick  # already computed: the CLI run only reads the cache and rewrites the outputs
     p = cli("experiment", "random", "--quick", "--out", out, "--no-progress")

@@ -1,36 +1,35 @@
 """Public API: upper_bound(), lower_bound() and load(); every call returns a Result.
 
-Pipeline: model -> derivative box (global, or local over a domain) -> method runner (methods.py:
-polynomial -> relaxation -> solver -> certificate, or an exact search) -> lower bound -> Result.
+Pipeline: validate the options -> Budget (one deadline for the whole call) -> Problem (model, output
+vector, norm, domain, derivative box: built once) -> registry.resolve -> Method.run (polynomial ->
+relaxation -> solver -> certificate, or an exact search) -> lower bound within the same deadline -> Result.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
+from . import memory, options
 from .baselines import ascent_lower_bound, local_lower_bound, sampled_lower_bound
 from .baselines.patterns import realisable
 from .domain import Ball, count_fixed, local_slopes
-from . import memory, options
 from .errors import InvalidInputError
-from .methods import RUNNERS, check_degree, run_exact_fgl
+from .methods import METHODS, MethodOutput, check_degree, lower_methods, resolve, run_exact_fgl, upper_methods
 from .model import Network, load, output_vector
 from .polynomial import SlopeBox, global_slopes
+from .problem import Budget, Norm, Problem
 from .relaxations.krivine import DEFAULT_MAX_COLUMNS
 from .result import Result
 
-NORMS = ("inf", "2", "1")
-UPPER_METHODS = tuple(RUNNERS)
-LOWER_METHODS = ("sampling", "ascent")
+NORMS = tuple(n.value for n in Norm)
+UPPER_METHODS = tuple(upper_methods())
+LOWER_METHODS = tuple(lower_methods())
+LOWER_RESERVE = 5.0      # seconds at most kept back from the method for the lower bound (a tenth of a limit)
 
 
 def _check_norm(norm) -> str:
-    norm = str(norm).lower().replace("l", "").replace("infinity", "inf")
-    if norm not in NORMS:
-        raise InvalidInputError(f"norm must be one of inf, 2, 1; got {norm!r}")
-    return norm
+    return Norm.parse(norm).value
 
 
 def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None = None,
@@ -47,18 +46,19 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
     and bound or enumeration; under ``time_limit`` a proven bracket with status "time_limit"),
     "sdp" (Shor SDP), "sdp2" (sparse order-2 SDP on cliques of ``clique_size`` variables, default 4: a
     hidden neuron and its strongest inputs; one hidden layer, l_inf), "lipsdp" (l2), "exact" (MIP) and
-    "auto" (the best of these under ``time_limit``).
+    "auto" (the best of these under ``time_limit``); ``lipopt.methods.METHODS`` says what each supports.
+    ``time_limit``: seconds of wall time for the whole call (domain bounds, the method, the lower bound).
     ``cliques``: "inputs", "units", "dense", or a list of variable-id arrays. ``lower``: True or
     "sampling" (seeded sampled gradients), "ascent" (local search plus the FGL maximiser realised as
     an input), or False. ``memory_limit``: bytes (or "4GB"); every method estimates its size from the
     network's shapes first and refuses above it (default: half the physical memory).
     """
     t_start = time.perf_counter()
+    budget = Budget.seconds(time_limit)
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
     options.choice(method, "method", UPPER_METHODS)
-    time_limit = options.time_limit(time_limit)
     lower_method = {True: "sampling", False: None}.get(lower, lower) if isinstance(lower, bool) else lower
     if lower_method is not None and lower_method not in LOWER_METHODS:
         raise InvalidInputError(f"lower must be True, False or one of {', '.join(LOWER_METHODS)}; got {lower!r}")
@@ -72,36 +72,34 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
     options.choice(sdp_solver, "sdp_solver", ("sdpa", "scs", "clarabel"))
     options.choice(lp_method, "lp_method", ("auto", "simplex", "ipm", "ipm-nocrossover", "pdlp"))
     options.choice(coverage, "coverage", ("enlarge", "strict"))
-    with memory.limit(options.memory_limit(memory_limit)):
-        return _upper(t_start, net, norm, vec, method, degree, cliques, solver, lp_method, coverage, time_limit,
-                      max_columns, lower_method, samples, seed, domain, preactivation, sdp_solver, clique_size)
-
-
-def _upper(t_start, net, norm, vec, method, degree, cliques, solver, lp_method, coverage, time_limit, max_columns,
-           lower_method, samples, seed, domain, preactivation, sdp_solver, clique_size) -> Result:
-    if lower_method is not None:
-        _check_samples(net, samples)
-    details = {}
-    t0 = time.perf_counter()
-    slopes = _slopes(net, domain, preactivation, details)
-    t_domain = time.perf_counter() - t0
     opts = {"degree": degree, "cliques": cliques, "solver": solver, "lp_method": lp_method,
-            "coverage": coverage, "time_limit": time_limit, "max_columns": max_columns, "seed": seed,
-            "domain": domain, "sdp_solver": sdp_solver, "clique_size": clique_size}
-    out = RUNNERS[method](net, vec, norm, slopes, opts)
-    timings = {"domain": t_domain, **out.timings}
-    details.update(out.details)
-    lb = None
-    if lower_method is not None:
-        t0 = time.perf_counter()
-        lb, witness = _lower(net, vec, norm, domain, samples, seed, lower_method, slopes, out.pattern,
-                             min(5.0, time_limit or 5.0), details)
-        details["lower_bound_method"] = lower_method
-        if out.lower is not None and out.lower > lb:  # the method's own witness (exact MIP) is better
-            lb, witness = out.lower, out.point
-            details["lower_bound_method"] = f"{method} witness"
-        details["lower_bound_witness"] = witness.tolist()
-        timings["lower_bound"] = time.perf_counter() - t0
+            "coverage": coverage, "max_columns": max_columns, "seed": seed, "samples": samples,
+            "sdp_solver": sdp_solver, "clique_size": clique_size}
+    with memory.limit(memory.current() if memory_limit is None else options.memory_limit(memory_limit)):
+        if lower_method is not None:
+            _check_samples(net, samples)
+        details, t0 = {}, time.perf_counter()
+        problem = make_problem(net, vec, norm, domain, preactivation, details)
+        t_domain = time.perf_counter() - t0
+        chosen = resolve(method, problem, "upper")
+        reserve = 0.0 if lower_method is None or budget.deadline is None else min(LOWER_RESERVE, 0.1 * budget.left())
+        out = chosen.run(problem, opts, budget.share(1.0, reserve))
+        timings = {"domain": t_domain, **out.timings}
+        details.update(out.details)
+        lb = None
+        if lower_method is not None:
+            t0 = time.perf_counter()
+            left = budget.seconds_left()
+            low = METHODS[lower_method].run(problem, {**opts, "pattern": out.pattern},
+                                            Budget.seconds(LOWER_RESERVE if left is None else min(LOWER_RESERVE, left)))
+            lb, witness = low.lower, low.point
+            details.update({k: v for k, v in low.details.items() if k not in details})
+            details["lower_bound_method"] = lower_method
+            if out.lower is not None and out.lower > lb:  # the method's own witness (exact MIP) is better
+                lb, witness = out.lower, out.point
+                details["lower_bound_method"] = f"{method} witness"
+            details["lower_bound_witness"] = np.asarray(witness).tolist()
+            timings["lower_bound"] = time.perf_counter() - t0
     return Result(out.upper, lb, method, norm, out.degree, out.raw, out.status, time.perf_counter() - t_start,
                   timings, out.sizes, details)
 
@@ -109,7 +107,7 @@ def _upper(t_start, net, norm, vec, method, degree, cliques, solver, lp_method, 
 def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | None = None, margin=None,
                 c=None, samples: int = 4096, seed: int = 0, domain=None, time_limit: float = 5.0,
                 memory_limit=None) -> Result:
-    """Seeded lower bound ||grad c^T f(x)||_q at a witness x (in details).
+    """Seeded lower bound ||grad c^T f(x)||_q at a witness x provably inside the domain (in details).
 
     "sampling": the best of sampled points globally, or of sampling plus projected local search inside
     ``domain``. "ascent": local search from restarts (globally at several scales) plus, for ReLU-type
@@ -117,24 +115,37 @@ def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | 
     an input by an LP.
     """
     t0 = time.perf_counter()
+    budget = Budget.seconds(time_limit)
+    if budget.deadline is None:
+        raise InvalidInputError("time_limit must be a positive number of seconds, got None")
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
     samples, seed = options.samples(samples), options.seed(seed)
-    time_limit = options.time_limit(time_limit, allow_none=False)
     options.choice(method, "method", LOWER_METHODS)
-    with memory.limit(options.memory_limit(memory_limit)):
-        return _lower_result(t0, net, norm, vec, samples, seed, domain, time_limit, method)
-
-
-def _lower_result(t0, net, norm, vec, samples, seed, domain, time_limit, method) -> Result:
-    _check_samples(net, samples)
-    details = {}
-    slopes = _slopes(net, domain, "linear", {}) if method == "ascent" else None
-    value, witness = _lower(net, vec, norm, domain, samples, seed, method, slopes, None, time_limit, details)
-    details.update({"witness": witness.tolist(), "seed": seed, "local": domain is not None})
-    return Result(None, value, method, norm, None, None, "ok", time.perf_counter() - t0,
+    with memory.limit(memory.current() if memory_limit is None else options.memory_limit(memory_limit)):
+        _check_samples(net, samples)
+        problem = make_problem(net, vec, norm, domain, "linear", {}, slopes=method == "ascent")
+        out = resolve(method, problem, "lower").run(problem, {"samples": samples, "seed": seed}, budget)
+    details = {**out.details, "witness": np.asarray(out.point).tolist(), "seed": seed, "local": domain is not None}
+    return Result(None, out.lower, method, norm, None, None, "ok", time.perf_counter() - t0,
                   {"lower_bound": time.perf_counter() - t0}, {"samples": samples}, details)
+
+
+def make_problem(net: Network, vec, norm: str, domain, preactivation: str, details: dict,
+                 slopes: bool = True) -> Problem:
+    """The validated Problem: global derivative ranges, or their ranges over the domain's pre-activation
+    bounds (skipped with ``slopes=False`` when only forward evaluations follow)."""
+    if domain is None:
+        details["domain"] = "global"
+        box = global_slopes(net)
+    elif not slopes:
+        box = global_slopes(net)
+    else:
+        box = local_slopes(net, domain, preactivation)
+        details.update({"domain": repr_domain(domain), "preactivation": preactivation,
+                        "fixed_neurons": count_fixed(box), "hidden_neurons": int(sum(net.widths[1:-1]))})
+    return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, preactivation)
 
 
 def _check_samples(net: Network, samples: int) -> None:
@@ -143,21 +154,19 @@ def _check_samples(net: Network, samples: int) -> None:
                    f"{samples:,} gradient samples of a {'-'.join(map(str, net.widths))} network", "use fewer samples")
 
 
-def _slopes(net: Network, domain, preactivation: str, details: dict) -> SlopeBox:
-    """Global derivative ranges, or their ranges over the domain's pre-activation bounds."""
-    if domain is None:
-        details["domain"] = "global"
-        return global_slopes(net)
-    slopes = local_slopes(net, domain, preactivation)
-    details.update({"domain": repr_domain(domain), "preactivation": preactivation,
-                    "fixed_neurons": count_fixed(slopes), "hidden_neurons": int(sum(net.widths[1:-1]))})
-    return slopes
-
-
 def repr_domain(domain) -> str:
     if isinstance(domain, Ball):
         return f"l_{domain.p} ball of radius {domain.radius:g}" + (" (clipped)" if domain.clip is not None else "")
     return "box"
+
+
+def run_lower(name: str, net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
+    """The registry's runner of the lower-bound methods: MethodOutput with ``lower`` and ``point``."""
+    details = {}
+    limit = opts.get("time_limit")
+    value, point = _lower(net, vec, norm, opts.get("domain"), opts.get("samples", 4096), opts.get("seed", 0),
+                          name, slopes, opts.get("pattern"), 5.0 if limit is None else limit, details)
+    return MethodOutput(None, lower=value, point=point, details=details)
 
 
 def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int, method: str, slopes, pattern,

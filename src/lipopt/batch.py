@@ -460,7 +460,7 @@ def add_batch_parser(subparsers):
                      help="bound output I, or each point's own label ('label')")
     sel.add_argument("--margin", type=int, nargs=2, default=None, metavar=("I", "J"), help="bound f_I - f_J")
     b.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm (default inf)")
-    b.add_argument("--method", default="lp", choices=["lp", "sdp", "product", "exact-fgl", "auto"])
+    b.add_argument("--method", default="lp", choices=list(UPPER_METHODS))
     b.add_argument("--degree", type=int, default=None, help="LiPopt degree k (default max(3, depth+1))")
     b.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="per item (solver)")
     b.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="results; reused to resume")

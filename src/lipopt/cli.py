@@ -21,7 +21,7 @@ from .errors import InvalidInputError, SolverFailure
 from .batch import add_batch_parser, batch_command
 from .gap import gap_report
 from .inspect import summarize
-from .methods import check_degree
+from .methods import METHODS, check_degree, lower_methods, upper_methods
 from .model import load, output_vector
 
 
@@ -31,12 +31,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-UPPER_CHOICES = ["lp", "sdp", "sdp2", "lipsdp", "product", "exact-fgl", "exact", "auto"]
-LOWER_CHOICES = ["sampling", "ascent"]
-LABELS = {"lp": "LiPopt-{degree} LP", "sdp": "Shor SDP", "sdp2": "order-2 SDP (cliques)", "lipsdp": "LipSDP-Neuron",
-          "product": "product of layer norms", "exact-fgl": "exact FGL ({algorithm})",
-          "exact": "activation-consistent exact (MIP)", "auto": "auto (best: {best})",
-          "sampling": "sampled gradients", "ascent": "local search + realised FGL maximiser"}
+UPPER_CHOICES = upper_methods()
+LOWER_CHOICES = lower_methods()
+LABELS = {name: m.label for name, m in METHODS.items()}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -317,14 +314,9 @@ def _bound(args) -> int:
                  "neurons fixed") if "fixed_neurons" in d else ""
         print(f"domain       {repr_domain(domain)}{extra}")
     if res.upper_bound is not None:
-        if res.method == "exact":
-            lo, hi = res.details["bracket"]
-            extra = (f"  (MIP {res.status}, bracket [{lo:.10g}, {hi:.10g}]; HiGHS tolerances, "
-                     "not an exact-arithmetic certificate)")
-        elif res.method == "exact-fgl":
-            lo, hi = res.details["bracket"]
-            extra = (f"  (certified; FGL proved, {res.sizes['nodes']:,} nodes)" if res.status == "optimal" else
-                     f"  (certified; time limit reached, FGL in [{lo:.10g}, {hi:.10g}])")
+        note = METHODS[res.method].note
+        if note is not None:
+            extra = f"  ({note(res)})"
         elif res.raw_value is not None:
             extra = f"  (certified; solver optimum {res.raw_value:.10g})"
         else:
@@ -336,17 +328,8 @@ def _bound(args) -> int:
     print(f"lower bound  {res.lower_bound:.10g}  (max gradient norm, {how}, seed {args.seed})")
     if res.gap is not None:
         print(f"gap          {res.gap:.4f}x  (upper / lower)")
-    if res.method == "auto":
-        for a in res.details["attempts"]:
-            v = f"{a['value']:.10g}" if a["value"] is not None else "-"
-            print(f"  tried      {a['method']:<10} {v:>16}  {a['seconds']:.3f} s  {a['status']}")
-    if res.method in ("sdp", "lipsdp"):
-        print(f"SDP size     matrix order {res.sizes['order']:,}, {res.sizes.get('constraints', 0):,} multipliers, "
-              f"solver {res.details.get('solver')}")
-    if res.method == "lp":
-        s = res.sizes
-        print(f"LP size      {s['rows']:,} rows x {s['columns']:,} columns, {s['nonzeros']:,} nonzeros; "
-              f"{s['cliques']} cliques (max {s['max_clique']} variables), solver {res.details['solver']}")
+    for line in METHODS[res.method].describe(res) if METHODS[res.method].describe else ():
+        print(line)
     t = ", ".join(f"{k} {v:.3f} s" for k, v in res.timings.items())
     print(f"time         {res.seconds:.3f} s  ({t})")
     return 0
@@ -363,26 +346,32 @@ def _gap(args) -> int:
         check_degree(k)
     limit = options.memory_limit(args.memory_limit)
     domain = _domain(args, net.widths[0])
-    extra = (["sdp"] + (["sdp2"] if args.norm == "inf" and net.depth == 1 else [])
-             + (["lipsdp"] if args.norm == "2" else []) + (["exact"] if domain is not None else []))
+    widths = "-".join(str(w) for w in net.widths)
+    where = repr_domain(domain) if domain is not None else "global"
+
+    def show(r):  # rows stream as they finish (the report itself comes at the end)
+        v = f"{r['value']:.8g}" if r["value"] is not None else "-"
+        status = r["status"] if r["error"] is None else f"failed: {r['error']}"
+        print(f"{r['kind']:5} {r['method']:<12} {v:>14} {r['seconds']:>9.3f}  {status}", flush=True)
+
+    if not args.json:
+        print(f"model {args.model} ({widths}), norm l_{args.norm}, {where}; time limit {args.time_limit:g} s per "
+              f"method", flush=True)
+        print(f"{'':5} {'method':<12} {'value':>14} {'seconds':>9}  status", flush=True)
     with memory.limit(limit):
         rep = gap_report(net, norm=args.norm, output=args.output, margin=margin, domain=domain,
                          time_limit=args.time_limit, degrees=args.degrees, samples=args.samples, seed=args.seed,
-                         methods=extra)
+                         on_row=None if args.json else show, preactivation=args.preactivation)
     if args.json:
         rep["model"] = args.model
         print(json.dumps(rep, sort_keys=True, default=str))
         return 0
-    widths = "-".join(str(w) for w in net.widths)
-    where = repr_domain(domain) if domain is not None else "global"
-    print(f"model {args.model} ({widths}), norm l_{args.norm}, {where}; time limit {args.time_limit:g} s per method")
-    print(f"{'':5} {'method':<12} {'value':>14} {'/ lower':>9} {'/ FGL':>9} {'seconds':>9}  status")
+    print(f"{'':5} {'method':<12} {'value':>14} {'/ lower':>9} {'/ FGL':>9}")
     for r in rep["rows"]:
         v = f"{r['value']:.8g}" if r["value"] is not None else "-"
         rl = f"{r['ratio_to_lower']:.4f}" if r["ratio_to_lower"] else "-"
         rf = f"{r['ratio_to_fgl']:.4f}" if r["ratio_to_fgl"] else "-"
-        status = r["status"] if r["error"] is None else f"failed: {r['error']}"
-        print(f"{r['kind']:5} {r['method']:<12} {v:>14} {rl:>9} {rf:>9} {r['seconds']:>9.3f}  {status}")
+        print(f"{r['kind']:5} {r['method']:<12} {v:>14} {rl:>9} {rf:>9}")
     if rep["best_lower"] and rep["best_upper"]:
         print(f"gap   best upper / best lower = {rep['best_upper'] / rep['best_lower']:.4f}")
     return 0

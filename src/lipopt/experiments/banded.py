@@ -44,7 +44,7 @@ def net_kind() -> str:
 
 def method_specs() -> list[tuple]:
     specs = [("product", None), ("lp", 3), ("lp", 4), ("sdp", None)]
-    if "sdp2" in _methods.RUNNERS:
+    if "sdp2" in _methods.METHODS:
         specs.append(("sdp2", None))
     return specs + [("exact-fgl", None), ("sampling", None)]
 

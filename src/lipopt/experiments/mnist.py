@@ -40,7 +40,7 @@ def _specs(model: str, quick: bool, slow: bool) -> list[tuple]:
         if slow:
             specs.append(("sdp", None, "sdp"))
     else:
-        sdps = [("sdp", None, "sdp")] + ([("sdp2", None, "sdp")] if "sdp2" in _methods.RUNNERS else [])
+        sdps = [("sdp", None, "sdp")] + ([("sdp2", None, "sdp")] if "sdp2" in _methods.METHODS else [])
         specs = [("product", None, None), ("lp", 2, "lp")] + ([] if quick else sdps) + [
             ("exact-fgl", None, "dense-exact-fgl")]
     return specs + [("sampling", None, "exact-fgl"), ("ascent", None, "exact-fgl")]

@@ -63,7 +63,7 @@ def configurations(settings: Settings) -> list[tuple]:
 def method_specs(depth: int) -> list[tuple]:
     """(method, degree) in run order; sdp2 only when lipopt has it."""
     specs = [("product", None), ("lp", depth + 1), ("lp", depth + 2), ("sdp", None)]
-    if "sdp2" in _methods.RUNNERS:
+    if "sdp2" in _methods.METHODS:
         specs.append(("sdp2", None))
     return specs + [("exact-fgl", None), ("sampling", None), ("ascent", None)]
 

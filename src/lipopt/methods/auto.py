@@ -1,0 +1,118 @@
+"""auto: an anytime portfolio over the registry, returning the best certified bound within the budget.
+
+Order: the product bound (instant); a short exact search where the registry says exact-fgl applies
+(once the FGL is proved nothing that relaxes P can beat it, so auto stops); then every other applicable
+upper-bound method, cheapest estimate first, each given an equal share of what is left; the MIP last
+when a box domain makes it applicable (its bound rests on solver tolerances and is labelled so); and,
+with time still left and the FGL unproved, the exact search again with the rest of the budget. Every
+attempt is in ``details["attempts"]``; at the deadline the best bound so far is returned.
+"""
+from __future__ import annotations
+
+import time
+
+from ..errors import InvalidInputError, SolverFailure
+from ..model import Network
+from ..polynomial import SlopeBox
+from ..problem import Problem
+from ..relaxations.krivine import precheck_size
+from .base import CLOSE_GAP, MethodOutput, normalised
+from .exact import _exact_quick
+
+AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
+AUTO_FIRST_SEARCH = 2.0
+AUTO_ENUMERATION_BITS = 16   # other norms: enumerate 2^16 vertices at most inside auto
+AUTO_LP_COLUMNS = 2_000_000  # beyond this the LP is left out of auto (minutes of IPM)
+AUTO_SECONDS_PER_LP_COLUMN = 2e-5   # simplex / IPM on LiPopt LPs: 0.4 s at 20k columns, 1.7 s at 82k
+AUTO_SDP_SECONDS = 0.3 / 150 ** 3   # SDPA on one dense block: 0.3 s at order 150 (about cubic)
+MIN_ATTEMPT = 0.05           # seconds: below this an attempt is skipped, not started
+
+
+def estimate(problem: Problem, name: str, opts: dict) -> float | None:
+    """Rough seconds for ``name`` on ``problem`` (None: too large for auto), from shapes only."""
+    net = problem.net
+    order = 1 + net.widths[0] + problem.free_neurons
+    if name == "product":
+        return 0.0
+    if name == "lp":
+        try:
+            cols = precheck_size(net, problem.c, problem.slopes, max(3, net.depth + 1),
+                                 opts.get("cliques") if isinstance(opts.get("cliques"), str) else "inputs",
+                                 AUTO_LP_COLUMNS)
+        except (InvalidInputError, MemoryError):
+            return None
+        return cols * AUTO_SECONDS_PER_LP_COLUMN
+    if name in ("sdp", "lipsdp"):
+        return AUTO_SDP_SECONDS * (order * (1 + max(0, net.depth - 1))) ** 3
+    if name == "sdp2":
+        return 3 * AUTO_SDP_SECONDS * order ** 3
+    if name == "exact":
+        return 1e3  # a MIP: last, with what is left
+    return None
+
+
+def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
+    """Best certified bound under a time budget (``time_limit``, default AUTO_BUDGET seconds)."""
+    from .registry import METHODS, applicable  # the registry lists auto itself
+    budget = opts.get("time_limit") or AUTO_BUDGET
+    t0 = time.perf_counter()
+    problem = Problem(net, vec, norm, opts.get("domain"), slopes)
+    attempts, outputs = [], {}
+
+    def left() -> float:
+        return budget - (time.perf_counter() - t0)
+
+    def attempt(name, runner, seconds):
+        if left() <= MIN_ATTEMPT:
+            attempts.append({"method": name, "value": None, "seconds": 0.0, "status": "skipped (budget)"})
+            return None
+        t1 = time.perf_counter()
+        try:
+            out = runner(net, vec, norm, slopes, {**opts, "time_limit": max(MIN_ATTEMPT, min(seconds, left()))})
+        except (InvalidInputError, SolverFailure, MemoryError) as exc:
+            attempts.append({"method": name, "value": None, "seconds": time.perf_counter() - t1,
+                             "status": f"failed: {str(exc) or type(exc).__name__}"})
+            return None
+        attempts.append({"method": name, "value": out.upper, "seconds": time.perf_counter() - t1,
+                         "status": out.status})
+        if name not in outputs or out.upper < outputs[name].upper:
+            outputs[name] = out
+        return out
+
+    names = [m.name for m in applicable(problem) if m.name != "auto"]
+    attempt("product", METHODS["product"].runner, budget)
+    searchable = "exact-fgl" in names and ((norm == "inf" and 1 <= net.depth <= 2)
+                                          or problem.free_neurons <= AUTO_ENUMERATION_BITS)
+    quick = normalised(lambda n, v, no, s, o: _exact_quick(n, v, no, s, o, problem.free_neurons))
+
+    def proved() -> bool:
+        ex = outputs.get("exact-fgl")
+        if ex is None:
+            return False
+        lo = ex.details["bracket"][0]
+        best = min(o.upper for o in outputs.values())
+        return ex.status == "optimal" or best <= lo + CLOSE_GAP * abs(lo) + ex.details.get("rounding_error", 0.0)
+
+    if searchable:
+        attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.1 * budget))
+    if not proved():
+        costs = {n: estimate(problem, n, opts) for n in names if n not in ("product", "exact-fgl")}
+        plan = sorted((n for n, c in costs.items() if c is not None), key=lambda n: (costs[n], n))
+        for i, name in enumerate(plan):
+            attempt(name, METHODS[name].runner, left() / (len(plan) - i + (1 if searchable else 0)))
+            if proved():
+                break
+        if searchable and not proved() and left() > 1.0:
+            attempt("exact-fgl", quick, left())  # the rest of the budget to the search
+    if not outputs:
+        why = "; ".join(f"{a['method']}: {a['status']}" for a in attempts)
+        raise SolverFailure(f"no method produced a bound within the time budget ({why})")
+    best_name = min(outputs, key=lambda k: (outputs[k].upper, k != "exact-fgl"))
+    best = outputs[best_name]
+    ex = outputs.get("exact-fgl")
+    details = {**best.details, "best_method": best_name, "attempts": attempts,
+               "exact_arithmetic_certificate": METHODS[best_name].capabilities.exact_arithmetic}
+    return MethodOutput(best.upper, raw=best.raw, status="optimal" if proved() else "ok", degree=best.degree,
+                        timings={"auto": time.perf_counter() - t0}, sizes=best.sizes, details=details,
+                        pattern=ex.pattern if ex is not None else best.pattern,
+                        lower=best.lower, point=best.point)
