@@ -105,7 +105,8 @@ def test_bad_models_exit_2_with_one_line(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--output", "3"], "out of range"),
     (["--degree", "1"], "below the polynomial's degree"),
-    (["--norm", "2"], "supports norms inf; got 2. Applicable here: product, exact-fgl, sdp, lipsdp, auto"),
+    (["--norm", "2"], "--method lp (LiPopt-k LP) supports norms inf; got --norm 2. Applicable here: product, "
+                      "exact-fgl, sdp, lipsdp, auto"),
     (["--norm", "7"], "invalid choice"),
     (["--samples", "0"], "--samples must be positive"),
     (["--margin", "0", "0"], "two different outputs"),
@@ -184,8 +185,8 @@ def test_sdp_and_auto_json():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "exact"], "needs a bounded input domain"),
-    (["--method", "lipsdp"], "supports norms 2; got inf"),
+    (["--method", "exact"], "--method exact (activation-consistent MIP) needs a bounded input domain"),
+    (["--method", "lipsdp"], "--method lipsdp (LipSDP-Neuron) supports norms 2; got --norm inf"),
 ])
 def test_method_norm_domain_mismatch_exit_2(args, message):
     p = run("bound", EXAMPLE, *args)

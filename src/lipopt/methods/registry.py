@@ -143,7 +143,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            options=("sdp_solver", "clique_size")),
     Method("lipsdp", "LipSDP-Neuron", Capabilities(norms=frozenset({"2"}), depths=(1, None)), normalised(run_lipsdp),
            cite="Fazlyab et al., NeurIPS 2019", describe=_sdp_lines, options=("sdp_solver",)),
-    Method("exact", "activation-consistent exact (MIP)",
+    Method("exact", "activation-consistent MIP",
            Capabilities(norms=frozenset({"inf", "1"}), needs_domain=True, domains=frozenset({"box", "inf-ball"}),
                         activations=_PWL, exact_arithmetic=False, depths=(1, None)),
            normalised(run_exact_mip, forward=True), cite="LipMIP (Jordan & Dimakis 2020) on HiGHS", options=("seed",),
