@@ -22,14 +22,14 @@ import numpy as np
 # method -> (widths, band, norm, domain radius or None, extra flags)
 CASES = {
     "product": ([784, 256, 256, 10], None, "inf", None, []),
-    "lp": ([120, 120, 1], 12, "inf", None, ["--degree", "4"]),
+    "lp": ([120, 120, 1], 12, "inf", None, ["--degree", "3"]),
     "exact-fgl": ([60, 60, 1], None, "inf", None, []),
     "sdp": ([784, 256, 256, 10], None, "inf", None, []),
     "sdp2": ([250, 250, 1], None, "inf", None, []),
     "lipsdp": ([784, 256, 256, 10], None, "2", None, []),
     "exact": ([40, 60, 1], None, "inf", 0.5, []),
     "auto": ([784, 256, 256, 10], None, "inf", None, []),
-    "sampling": ([784, 256, 256, 10], None, "inf", None, ["--samples", "1000000"]),
+    "sampling": ([784, 256, 256, 10], None, "inf", None, ["--samples", "200000"]),
     "ascent": ([784, 256, 256, 10], None, "inf", 0.1, []),
 }
 

@@ -179,25 +179,26 @@ def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int, method
     rounded down. Without any finite gradient norm the lower bound is the trivial 0, at the domain's
     centre (the origin globally).
     """
-    from .errors import SolverFailure  # imported here: the module header is edited by others
+    from .errors import SolverFailure
     from .scaling import normalise, scale_down
+    deadline = time.perf_counter() + time_limit
     sc = normalise(net, vec, consistent=True)
     lnet, lvec = (sc.net, sc.vec) if sc is not None else (net, vec)
     if method == "ascent":
         if pattern is None and realisable(net):
             ws = normalise(net, vec, slopes=slopes, norm=norm)  # the FGL uses only weights: always exact
             try:
-                fgl = run_exact_fgl(ws.net, ws.vec, norm, slopes, {"time_limit": time_limit, "seed": seed})
+                fgl = run_exact_fgl(ws.net, ws.vec, norm, slopes, {"time_limit": 0.5 * time_limit, "seed": seed})
                 pattern = fgl.pattern
                 details["fgl_bracket"] = ws.bracket(fgl.details["bracket"])
             except (InvalidInputError, SolverFailure) as exc:  # too large to search: local search alone
                 details["fgl_skipped"] = str(exc)
         lb = ascent_lower_bound(lnet, lvec, norm, domain, samples=samples, seed=seed,
-                                patterns=[pattern] if pattern is not None else [])
+                                patterns=[pattern] if pattern is not None else [], deadline=deadline)
     elif domain is None:
-        lb = sampled_lower_bound(lnet, lvec, norm, samples=samples, seed=seed)
+        lb = sampled_lower_bound(lnet, lvec, norm, samples=samples, seed=seed, deadline=deadline)
     else:
-        lb = local_lower_bound(lnet, lvec, domain, norm, samples=samples, seed=seed)
+        lb = local_lower_bound(lnet, lvec, domain, norm, samples=samples, seed=seed, deadline=deadline)
     value, point = lb.value, lb.point
     if point is None or value is None or not np.isfinite(value):
         details["lower_bound_note"] = "no finite gradient norm found: the trivial lower bound 0"

@@ -12,6 +12,7 @@ at a witness x chosen by ``witness.best_witness`` among the best points found: x
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ class LocalLowerBound:
 
 def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", samples: int = 1024,
                       restarts: int = 8, steps: int = 40, proposals: int = 32,
-                      seed: int = 0) -> LocalLowerBound:
+                      seed: int = 0, deadline: float | None = None) -> LocalLowerBound:
     """Seeded sampling plus projected stochastic local search for max_{x in domain} ||grad c^T f(x)||_q.
 
     ``domain`` is a lipopt.domain.Box or Ball; ``norm`` is the input norm p (the dual q is used).
@@ -49,7 +50,13 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     x = domain.sample(samples, rng)
     if isinstance(domain, Ball):
         x = np.vstack([domain.center[None, :], x])
-    vals = dual_norm(net.gradient(x, c), norm)
+    parts = []
+    for start in range(0, x.shape[0], CHUNK):  # chunked: memory, and the deadline between chunks
+        parts.append(dual_norm(net.gradient(x[start:start + CHUNK], c), norm))
+        if _past(deadline):
+            break
+    x = x[:sum(len(p) for p in parts)]
+    vals = np.concatenate(parts)
     evals = x.shape[0]
     lo, hi = domain.bounding_box()
     scale0 = np.maximum(hi - lo, 0.0) * 0.25
@@ -57,9 +64,13 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     top = np.argsort(-vals)[:16]
     found, found_v = [x[top]], [vals[top]]   # candidate witnesses, validated at the end
     for i in order:
+        if _past(deadline):
+            break
         cur, cur_v = x[i].copy(), float(vals[i])
         sigma = scale0.copy()
         for _ in range(steps):
+            if _past(deadline):
+                break
             prop = domain.project(cur + sigma * rng.standard_normal((proposals, cur.shape[0])))
             pv = dual_norm(net.gradient(prop, c), norm)
             evals += proposals
@@ -75,10 +86,15 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
 
 
 GLOBAL_SCALES = (1.0, 10.0, 100.0)
+CHUNK = 4096
+
+
+def _past(deadline) -> bool:
+    return deadline is not None and time.perf_counter() > deadline
 
 
 def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=None, samples: int = 4096,
-                       seed: int = 0, patterns=()) -> LocalLowerBound:
+                       seed: int = 0, patterns=(), deadline: float | None = None) -> LocalLowerBound:
     """The best of: projected local search from seeded restarts (inside ``domain``, or globally in
     boxes [-R, R]^n for R in GLOBAL_SCALES), and each activation pattern in ``patterns`` (e.g. the
     FGL's maximiser) realised by an LP (baselines.patterns). Every candidate is re-evaluated as
@@ -89,9 +105,13 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     n0 = net.widths[0]
     boxes = [domain] if domain is not None else [Box(np.full(n0, -r), np.full(n0, r)) for r in GLOBAL_SCALES]
     per = max(1, samples // len(boxes))
-    best = max((local_lower_bound(net, c, box, norm, samples=per, seed=seed + i) for i, box in enumerate(boxes)),
-               key=lambda r: r.value)
-    evals = best.evaluations * len(boxes)
+    runs = []
+    for i, box in enumerate(boxes):
+        if runs and _past(deadline):
+            break
+        runs.append(local_lower_bound(net, c, box, norm, samples=per, seed=seed + i, deadline=deadline))
+    best = max(runs, key=lambda r: r.value)
+    evals = sum(r.evaluations for r in runs)
     for pattern in patterns:
         r = realise_pattern(net, c, pattern, norm, domain)
         if r is not None and r.value > best.value:

@@ -8,6 +8,7 @@ has one, which is always valid).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,17 +25,29 @@ class SampledBound:
     samples: int
 
 
+CHUNK = 4096  # points per gradient evaluation: bounds memory, and the deadline is checked between chunks
+
+
 def sampled_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", samples: int = 4096,
-                        seed: int = 0, scales=(0.01, 0.1, 1.0, 10.0, 100.0)) -> SampledBound:
+                        seed: int = 0, scales=(0.01, 0.1, 1.0, 10.0, 100.0),
+                        deadline: float | None = None) -> SampledBound:
+    """``deadline`` (time.perf_counter()): sampling stops there, after at least one chunk per scale,
+    and the best sample so far is validated. The same seed gives the same points in the same order."""
     rng = np.random.default_rng(seed)
     n0 = net.widths[0]
     per_scale = max(1, samples // len(scales))
-    found, found_v = [], []
+    found, found_v, drawn = [], [], 0
     for r in scales:
-        x = r * rng.standard_normal((per_scale, n0))
-        vals = dual_norm(net.gradient(x, c), norm)
-        top = np.argsort(-vals)[:4]
-        found.append(x[top])
-        found_v.append(vals[top])
+        for start in range(0, per_scale, CHUNK):
+            x = r * rng.standard_normal((min(CHUNK, per_scale - start), n0))
+            vals = dual_norm(net.gradient(x, c), norm)
+            top = np.argsort(-vals)[:4]
+            found.append(x[top])
+            found_v.append(vals[top])
+            drawn += x.shape[0]
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
     w = best_witness(net, c, norm, np.vstack(found), None, values=np.concatenate(found_v), seed=seed)
-    return SampledBound(w.value, w.point, per_scale * len(scales))
+    return SampledBound(w.value, w.point, drawn)

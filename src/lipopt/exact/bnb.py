@@ -263,10 +263,12 @@ def _doll_bounds(solve_range: RangeSolver, a: int, b: int, deadline: float | Non
         return B
     s = a + 1 if b - a <= min_block else a + max(1, int(round(split * (b - a))))
     for k in range(b - 1, s - 1, -1):
+        if _expired(deadline):  # past the deadline: the rest stay +inf (valid; the node bounds fall back
+            return B            # to the corner bound)
         out = solve_range(k, b, B[k - a:], deadline)
         counter[0] += out.nodes
         B[k - a] = out.upper  # an upper bound is all the enclosing searches need
-    if s > a + 1:
+    if s > a + 1 and not _expired(deadline):
         inner = _doll_bounds(solve_range, a, s, deadline, counter, split, min_block)
         B[1:s - a] = inner[1:s - a] + B[s - a]
     return B
@@ -489,9 +491,12 @@ def _phi(z, m, r):
     return m * z + r * np.abs(z)
 
 
-def _alternate_two(W0, y0, Y, m, r, T, U, iters: int = 100):
-    """Alternating maximisation over t | s_1 | tau, each in closed form given the others."""
-    for _ in range(iters):
+def _alternate_two(W0, y0, Y, m, r, T, U, iters: int = 100, deadline: float | None = None):
+    """Alternating maximisation over t | s_1 | tau, each in closed form given the others (stops at the
+    deadline after the first round)."""
+    for it in range(iters):
+        if it and _expired(deadline):
+            break
         x = T @ W0.T
         y = y0 + U @ Y.T
         s1 = m + r * np.where(x * y >= 0, 1.0, -1.0)
@@ -549,7 +554,8 @@ def _heuristic_two(W0, y0, Y, m, r, rng, starts, extra=None, deadline=None):
     U = np.where(rng.random((starts, n2)) < 0.5, -1.0, 1.0)
     if extra is not None:
         T, U = np.vstack([T, extra[0]]), np.vstack([U, extra[1]])
-    T, U = _flip_search_two(W0, y0, Y, m, r, *_alternate_two(W0, y0, Y, m, r, T, U), deadline=deadline)
+    T, U = _flip_search_two(W0, y0, Y, m, r, *_alternate_two(W0, y0, Y, m, r, T, U, deadline=deadline),
+                            deadline=deadline)
     vals = _phi((T @ W0.T) * (y0 + U @ Y.T), m, r).sum(1)
     j = int(np.argmax(vals))
     return T[j].copy(), U[j].copy(), float(vals[j])

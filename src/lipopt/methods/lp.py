@@ -57,7 +57,7 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
     out = solve_lp(lp, opts.get("solver", "highs"), method=lp_method, time_limit=opts.get("time_limit"))
     timings["solve"] = out.seconds
     if out.status not in SOLUTION_PRESENT or out.x is None:
-        raise SolverFailure(f"{out.solver}: {out.status.value} ({out.message}); no bound reported")
+        raise SolverFailure(f"{out.solver}: {out.status.value.replace('_', ' ')} ({out.message}); no bound reported")
     t0 = time.perf_counter()
     cert = certify_krivine(poly, structure, out.x, out.objective)
     timings["certify"] = time.perf_counter() - t0

@@ -104,7 +104,7 @@ def solve_for_multipliers(sdp: SemidefiniteProgram, solver: str = "sdpa", time_l
     y (any y gives a valid bound), so without one there is no bound to report."""
     sol = solve_sdp(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
     if sol.status not in SOLUTION_PRESENT or sol.y is None:
-        raise SolverFailure(f"{solver}: {sol.status.value} ({sol.message})")
+        raise SolverFailure(f"{solver}: {sol.status.value.replace('_', ' ')} ({sol.message})")
     return sol
 
 
