@@ -18,6 +18,8 @@ from .base import MethodOutput
 AUTO_SIMPLEX_COLUMNS = 25_000  # simplex stalls on larger LiPopt LPs (>120 s at 82k columns vs 1.7 s IPM)
 LP_NORMS = ("inf",)
 MAX_DEGREE = 12              # the certificate's templates grow like 3^k per clique
+SECONDS_PER_COLUMN = 1.2e-6  # build + solver setup/readout + certificate per LP column (2.5 M columns: ~3 s)
+SOLVER_SHARE = 0.9           # HiGHS checks its clock per iteration and overruns a little
 
 
 def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
@@ -28,10 +30,15 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
     degree = opts.get("degree")
     degree = max(3, net.depth + 1) if degree is None else check_degree(degree)
     timings = {}
-    t0 = time.perf_counter()
+    t0 = t_start = time.perf_counter()
+    limit = opts.get("time_limit")
     if isinstance(opts.get("cliques", "inputs"), str):  # refuse from shapes before building anything
-        precheck_size(net, vec, slopes, degree, opts.get("cliques", "inputs"),
-                      opts.get("max_columns", DEFAULT_MAX_COLUMNS))
+        est = precheck_size(net, vec, slopes, degree, opts.get("cliques", "inputs"),
+                            opts.get("max_columns", DEFAULT_MAX_COLUMNS))
+        if limit is not None and est * SECONDS_PER_COLUMN > limit:
+            raise SolverFailure(f"time limit: LiPopt-{degree} (about {est:,} LP columns) needs about "
+                                f"{est * SECONDS_PER_COLUMN:.1f} s to build and hand to the solver, more than the "
+                                f"{limit:.1f} s left; give more time or use a lower degree")
     poly = build_polynomial(net, vec, slopes)
     timings["polynomial"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -54,7 +61,13 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
     lp_method = opts.get("lp_method", "auto")
     if lp_method == "auto":
         lp_method = "simplex" if lp.shape[1] <= AUTO_SIMPLEX_COLUMNS else "ipm-nocrossover"
-    out = solve_lp(lp, opts.get("solver", "highs"), method=lp_method, time_limit=opts.get("time_limit"))
+    left = None
+    if limit is not None:  # what the solver may use: the rest, less its setup/readout and the certificate
+        left = SOLVER_SHARE * (limit - (time.perf_counter() - t_start)) - lp.shape[1] * SECONDS_PER_COLUMN / 2
+        if left <= 0:
+            raise SolverFailure(f"time limit reached while building LiPopt-{degree} ({lp.shape[1]:,} columns); "
+                                "no bound reported")
+    out = solve_lp(lp, opts.get("solver", "highs"), method=lp_method, time_limit=left)
     timings["solve"] = out.seconds
     if out.status not in SOLUTION_PRESENT or out.x is None:
         raise SolverFailure(f"{out.solver}: {out.status.value.replace('_', ' ')} ({out.message}); no bound reported")

@@ -71,3 +71,35 @@ def quiet_fds(fds: tuple[int, ...] = (1, 2)):
         for fd, keep in zip(fds, saved):
             os.dup2(keep, fd)
             os.close(keep)
+
+
+def call_with_deadline(fn, args: tuple, seconds: float):
+    """fn(*args) in a forked child that is killed after ``seconds``: (True, result) or (False, reason).
+
+    For solvers whose own time limit is checked too rarely (HiGHS' interior point checks its clock per
+    iteration, SDPA has none): the call's budget stays a promise. The result must be picklable."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():  # pragma: no cover - runs in the forked process
+        try:
+            send.send(("ok", fn(*args)))
+        except BaseException as exc:  # report anything to the parent, never hang it
+            send.send(("error", repr(exc)))
+        finally:
+            send.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    if not recv.poll(max(0.0, float(seconds))):
+        proc.kill()
+        proc.join()
+        return False, f"time limit {seconds:.3g} s reached"
+    try:
+        kind, payload = recv.recv()
+    except EOFError:
+        kind, payload = "error", "the solver process died"
+    proc.join()
+    return (True, payload) if kind == "ok" else (False, payload)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from ..errors import InvalidInputError
-from .base import LinearProgram, SolverOutput, Status, quiet_fds
+from .base import LinearProgram, SolverOutput, Status, call_with_deadline, quiet_fds
 
 METHODS = {"ipm": ("ipm", "on"), "ipm-nocrossover": ("ipm", "off"), "simplex": ("simplex", "on"),
            "pdlp": ("pdlp", "off"), "choose": ("choose", "on")}
@@ -22,8 +22,24 @@ def _status_map():
             S.kInterrupt: Status.TIME_LIMIT}
 
 
+GRACE = 0.25  # seconds past the limit before the child process is killed (HiGHS stops itself first)
+
+
 def solve(lp: LinearProgram, method: str = "ipm", time_limit: float | None = None,
           threads: int | None = None) -> SolverOutput:
+    """Solve with HiGHS; with ``time_limit`` in a child process killed at the limit (HiGHS' own limit
+    is checked per iteration, seconds apart on large interior-point solves)."""
+    if time_limit is None:
+        return _solve(lp, method, None, threads)
+    t0 = time.perf_counter()
+    ok, out = call_with_deadline(_solve, (lp, method, time_limit, threads), float(time_limit) + GRACE)
+    if ok:
+        return out
+    status = Status.TIME_LIMIT if out.startswith("time limit") else Status.ERROR
+    return SolverOutput(status, None, None, time.perf_counter() - t0, f"highs-{method}", out, {})
+
+
+def _solve(lp: LinearProgram, method: str, time_limit: float | None, threads: int | None) -> SolverOutput:
     try:
         import highspy
     except ImportError:  # pragma: no cover
