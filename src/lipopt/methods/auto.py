@@ -20,7 +20,7 @@ from .base import CLOSE_GAP, MethodOutput, normalised
 from .exact import _exact_quick
 
 AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
-AUTO_FIRST_SEARCH = 2.0
+AUTO_FIRST_SEARCH = 2.0      # seconds at most (a quarter of the budget) for the first exact search
 AUTO_ENUMERATION_BITS = 16   # other norms: enumerate 2^16 vertices at most inside auto
 AUTO_LP_COLUMNS = 2_000_000  # beyond this the LP is left out of auto (minutes of IPM)
 AUTO_SECONDS_PER_LP_COLUMN = 2e-5   # simplex / IPM on LiPopt LPs: 0.4 s at 20k columns, 1.7 s at 82k
@@ -94,15 +94,15 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
         return ex.status == "optimal" or best <= lo + CLOSE_GAP * abs(lo) + ex.details.get("rounding_error", 0.0)
 
     if searchable:
-        attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.1 * budget))
+        attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.25 * budget))
     if not proved():
         costs = {n: estimate(problem, n, opts) for n in names if n not in ("product", "exact-fgl")}
         plan = sorted((n for n, c in costs.items() if c is not None), key=lambda n: (costs[n], n))
-        for i, name in enumerate(plan):
-            attempt(name, METHODS[name].runner, left() / (len(plan) - i + (1 if searchable else 0)))
+        for i, name in enumerate(plan):  # equal shares; the returning exact search counts as two
+            attempt(name, METHODS[name].runner, left() / (len(plan) - i + (2 if searchable else 0)))
             if proved():
                 break
-        if searchable and not proved() and left() > 1.0:
+        if searchable and not proved() and left() > MIN_ATTEMPT:
             attempt("exact-fgl", quick, left())  # the rest of the budget to the search
     if not outputs:
         why = "; ".join(f"{a['method']}: {a['status']}" for a in attempts)
