@@ -22,6 +22,26 @@ SECONDS_PER_COLUMN = 1.2e-6  # build + solver setup/readout + certificate per LP
 SOLVER_SHARE = 0.9           # HiGHS checks its clock per iteration and overruns a little
 
 
+def lp_precheck(problem, opts: dict) -> None:
+    """Refuse from the weight patterns alone (columns, memory, time) before the network is even scaled;
+    marks ``opts`` so that run_lp does not repeat it."""
+    if isinstance(opts.get("cliques", "inputs"), str):
+        degree = opts.get("degree")
+        degree = max(3, problem.depth + 1) if degree is None else check_degree(degree)
+        opts["_columns"] = _check_size(problem.net, problem.c, problem.slopes, degree, opts)
+
+
+def _check_size(net, vec, slopes, degree, opts) -> int:
+    limit = opts.get("time_limit")
+    est = precheck_size(net, vec, slopes, degree, opts.get("cliques", "inputs"),
+                        opts.get("max_columns", DEFAULT_MAX_COLUMNS))
+    if limit is not None and est * SECONDS_PER_COLUMN > limit:
+        raise SolverFailure(f"time limit: LiPopt-{degree} (about {est:,} LP columns) needs about "
+                            f"{est * SECONDS_PER_COLUMN:.1f} s to build and hand to the solver, more than the "
+                            f"{limit:.1f} s left; give more time or use a lower degree")
+    return est
+
+
 def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
     """LiPopt-k: the Krivine LP over the chosen cliques, solved and certified."""
     if norm not in LP_NORMS:
@@ -32,13 +52,8 @@ def run_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Method
     timings = {}
     t0 = t_start = time.perf_counter()
     limit = opts.get("time_limit")
-    if isinstance(opts.get("cliques", "inputs"), str):  # refuse from shapes before building anything
-        est = precheck_size(net, vec, slopes, degree, opts.get("cliques", "inputs"),
-                            opts.get("max_columns", DEFAULT_MAX_COLUMNS))
-        if limit is not None and est * SECONDS_PER_COLUMN > limit:
-            raise SolverFailure(f"time limit: LiPopt-{degree} (about {est:,} LP columns) needs about "
-                                f"{est * SECONDS_PER_COLUMN:.1f} s to build and hand to the solver, more than the "
-                                f"{limit:.1f} s left; give more time or use a lower degree")
+    if isinstance(opts.get("cliques", "inputs"), str) and "_columns" not in opts:
+        _check_size(net, vec, slopes, degree, opts)  # refuse from shapes before building anything
     poly = build_polynomial(net, vec, slopes)
     timings["polynomial"] = time.perf_counter() - t0
     t0 = time.perf_counter()

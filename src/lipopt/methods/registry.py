@@ -16,7 +16,7 @@ from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
 from .exact import run_exact_fgl, run_exact_mip
-from .lp import run_lp
+from .lp import lp_precheck, run_lp
 from .sdp import run_lipsdp, run_sdp, run_sdp2
 
 ALL_NORMS = frozenset(n.value for n in Norm)
@@ -67,6 +67,7 @@ class Method:
     estimate: Callable[[Problem, dict], float | None] | None = None   # seconds, for auto's order
     describe: Callable[[object], list[str]] | None = None              # extra CLI summary lines
     note: Callable[[object], str] | None = None       # how the upper bound is certified, for the CLI
+    precheck: Callable[[Problem, dict], None] | None = None  # size refusal from shapes, before any scaling
     options: tuple = field(default_factory=tuple)     # option names the method reads
 
     @property
@@ -75,6 +76,8 @@ class Method:
 
     def run(self, problem: Problem, options: dict, budget: Budget) -> MethodOutput:
         opts = {**options, "time_limit": budget.seconds_left(), "domain": problem.domain}
+        if self.precheck is not None:
+            self.precheck(problem, opts)
         return self.runner(problem.net, problem.c, problem.norm, problem.slopes, opts)
 
     def title(self, degree=None, algorithm=None, best=None) -> str:
@@ -132,7 +135,7 @@ _PWL = frozenset({"relu", "leaky_relu"})
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("product", "product of layer norms", Capabilities(), normalised(run_product), cite="product of operator norms"),
     Method("lp", "LiPopt-{degree} LP", Capabilities(norms=frozenset({"inf"})), normalised(run_lp),
-           cite="Latorre, Rolland & Cevher, ICLR 2020", describe=_lp_lines,
+           cite="Latorre, Rolland & Cevher, ICLR 2020", describe=_lp_lines, precheck=lp_precheck,
            options=("degree", "cliques", "solver", "lp_method", "coverage", "max_columns")),
     Method("exact-fgl", "exact FGL ({algorithm})", Capabilities(check=_exact_fgl_check), normalised(run_exact_fgl),
            cite="exact maximum of the norm-gradient polynomial", options=("seed",), note=_fgl_note),
