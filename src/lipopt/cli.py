@@ -148,7 +148,7 @@ CLI_SPELLING = [
     (re.compile(r"^output directory\b"), "--out directory"),
     (re.compile(r"--trust-code \(CLI\) or --trust-code \(API\)"), "--trust-code"),
     # the registry's refusal sentence: "<method> (<label>) supports norms ..." names the --method
-    (re.compile(r"^([a-z0-9-]+) (\([^)]*\) (?:supports|needs) )"), r"--method \1 \2"),
+    (re.compile(r"^([a-z0-9-]+) (\((?:[^()]|\([^()]*\))*\) (?:supports|needs|enumerates) )"), r"--method \1 \2"),
     (re.compile(r"(supports norms [^;]*; got )(inf|2|1)\b"), r"\1--norm \2"),
 ]
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")

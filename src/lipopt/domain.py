@@ -426,6 +426,8 @@ def relaxation(act: Activation, l, u):
 def linear_bounds(net: Network, domain) -> PreactivationBounds:
     """CROWN-style back-substituted bounds, intersected with the interval bounds (never looser)."""
     _check(net, domain)
+    if net.depth == 0:  # an affine map: no hidden layer to bound
+        return PreactivationBounds((), (), "linear")
     dense = [W.toarray() for W in net.weights]
     xlo, xhi = domain.bounding_box()
     xabs = np.maximum(np.abs(xlo), np.abs(xhi))

@@ -7,11 +7,12 @@ This also gives the exact FGL for the l2 and l1 norms.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
 from ..polynomial import SlopeBox, global_slopes
 
@@ -38,8 +39,12 @@ def dual_norm(g: np.ndarray, norm: str) -> np.ndarray:
     raise InvalidInputError(f"unknown norm {norm!r}; choose inf, 2 or 1")
 
 
-def exact_fgl(net: Network, c: np.ndarray, norm: str = "inf", slopes: SlopeBox | None = None) -> ExactResult:
-    """max over vertices s of ||g(s)||_q (exact in floating point up to rounding of g)."""
+def exact_fgl(net: Network, c: np.ndarray, norm: str = "inf", slopes: SlopeBox | None = None,
+              deadline: float | None = None) -> ExactResult:
+    """max over vertices s of ||g(s)||_q (exact in floating point up to rounding of g).
+
+    ``deadline`` (time.perf_counter()): past it, SolverFailure (a partial enumeration proves no upper
+    bound)."""
     slopes = slopes or global_slopes(net)
     free = [np.flatnonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)]
     bits = sum(len(f) for f in free)
@@ -50,6 +55,9 @@ def exact_fgl(net: Network, c: np.ndarray, norm: str = "inf", slopes: SlopeBox |
     best, best_idx, best_g = -np.inf, 0, None
     total = 1 << bits
     for start in range(0, total, _CHUNK):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise SolverFailure(f"time limit reached after enumerating {start:,} of {total:,} vertices; "
+                                "no bound reported")
         idx = np.arange(start, min(total, start + _CHUNK), dtype=np.int64)
         s_layers = _vertices(idx, free, slopes)
         g = np.broadcast_to(c, (len(idx), len(c)))

@@ -34,7 +34,8 @@ def run_exact_fgl(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
         raise InvalidInputError(
             f"exact FGL for norm l_{norm} and {net.depth} hidden layer(s) enumerates vertices, limited to "
             f"{MAX_ENUMERATION_BITS} free neurons; this network has {free} (DP and branch and bound need {why})")
-    ex = exact_fgl(net, vec, norm, slopes)
+    limit = opts.get("time_limit")
+    ex = exact_fgl(net, vec, norm, slopes, deadline=None if limit is None else t0 + limit)
     upper = exact_certified(net, vec, norm, ex.value, slopes)
     return MethodOutput(upper, raw=ex.value, status="optimal", timings={"search": time.perf_counter() - t0},
                         sizes={"nodes": ex.vertices, "free_neurons": free},
