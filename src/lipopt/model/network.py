@@ -19,6 +19,10 @@ from .activations import value as _act_value
 from .safety import check_dtype, check_finite, real_array
 
 
+DENSE_FRACTION = 0.25        # layers at least this dense are multiplied as dense arrays (BLAS)
+DENSE_MAX_ENTRIES = 20_000_000
+
+
 @dataclass(frozen=True)
 class Network:
     weights: tuple[sp.csr_array, ...]
@@ -43,11 +47,31 @@ class Network:
         """Evaluate f on a batch x of shape (N, n_0)."""
         return self.forward_with_preactivations(x)[0]
 
+    def _operator(self, l: int):
+        """Layer l's weights for batched products: a dense array when the layer is dense enough for BLAS
+        to beat sparse products (cached on the instance), else the CSR matrix."""
+        cache = self.__dict__.get("_dense_cache")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_dense_cache", cache)
+        if l not in cache:
+            W = self.weights[l]
+            size = W.shape[0] * W.shape[1]
+            cache[l] = W.toarray() if W.nnz >= DENSE_FRACTION * size and size <= DENSE_MAX_ENTRIES else W
+        return cache[l]
+
+    def __getstate__(self):  # the dense cache is rebuilt where needed, never shipped
+        return {k: v for k, v in self.__dict__.items() if k != "_dense_cache"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     def forward_with_preactivations(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         h = np.atleast_2d(np.asarray(x, dtype=np.float64))
         zs = []
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            z = (W @ h.T).T + b
+        for l, b in enumerate(self.biases):
+            W = self._operator(l)
+            z = (h @ W.T if isinstance(W, np.ndarray) else (W @ h.T).T) + b
             if l < self.depth:
                 zs.append(z)
                 h = activation_value(self.activations[l], z)
@@ -60,7 +84,8 @@ class Network:
         _, zs = self.forward_with_preactivations(x)
         g = np.tile(np.asarray(c, dtype=np.float64), (zs[0].shape[0] if zs else 1, 1))
         for l in range(self.depth, -1, -1):
-            g = (self.weights[l].T @ g.T).T
+            W = self._operator(l)
+            g = g @ W if isinstance(W, np.ndarray) else (W.T @ g.T).T
             if l > 0:
                 g = g * activation_slope(self.activations[l - 1], zs[l - 1])
         return g
