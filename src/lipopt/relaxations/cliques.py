@@ -33,15 +33,7 @@ def network_cliques(net: Network, c: np.ndarray, slopes: SlopeBox, poly: NormGra
     if d == 0:  # linear network: every monomial is a single t_i
         return [np.array([i]) for i in range(n0)]
     var_ids = _hidden_var_ids(poly, net)
-    alive = [(lo != 0) | (hi != 0) for lo, hi in zip(slopes.lo, slopes.hi)]
-    pattern = [sp.csr_array((abs(W) > 0).astype(np.float64)) for W in net.weights]
-    # on_path[l]: neurons of hidden layer l+1 with a path to the selected output.
-    back = (pattern[d].T @ (np.abs(c) > 0).astype(float)) > 0
-    on_path = [None] * d
-    for l in range(d - 1, -1, -1):
-        on_path[l] = back & alive[l]
-        if l:
-            back = (pattern[l].T @ on_path[l].astype(float)) > 0
+    pattern, on_path = _paths(net, c, slopes)
     if strategy == "inputs":
         # reach[l][u, i] != 0 iff neuron u of hidden layer l+1 lies on a path from input i to the output
         reach, blocks = sp.identity(n0, format="csr"), []
@@ -108,14 +100,7 @@ def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = 
         return np.array([n0 + int(sum(f.sum() for f in free))])
     if d == 0:
         return np.ones(n0, dtype=np.int64)
-    alive = [(lo != 0) | (hi != 0) for lo, hi in zip(slopes.lo, slopes.hi)]
-    pattern = [_pattern(W) for W in net.weights]
-    back = (pattern[d].T @ (np.abs(c) > 0).astype(float)) > 0
-    on_path = [None] * d
-    for l in range(d - 1, -1, -1):
-        on_path[l] = back & alive[l]
-        if l:
-            back = (pattern[l].T @ on_path[l].astype(float)) > 0
+    pattern, on_path = _paths(net, c, slopes)
     if strategy == "inputs":
         W0 = pattern[0]
         counted = np.repeat(on_path[0] & free[0], np.diff(W0.indptr))  # no copy of the first layer
@@ -141,6 +126,21 @@ def clique_sizes(net: Network, c: np.ndarray, slopes: SlopeBox, strategy: str = 
         else:
             sizes += np.diff(field.indptr)
     return sizes
+
+
+def _paths(net: Network, c: np.ndarray, slopes: SlopeBox):
+    """(0/1 weight patterns, on_path) with on_path[l] the neurons of hidden layer l+1 that are alive
+    (derivative not identically 0) and have a path to the selected output."""
+    d = net.depth
+    alive = [(lo != 0) | (hi != 0) for lo, hi in zip(slopes.lo, slopes.hi)]
+    pattern = [_pattern(W) for W in net.weights]
+    back = (pattern[d].T @ (np.abs(c) > 0).astype(float)) > 0
+    on_path = [None] * d
+    for l in range(d - 1, -1, -1):
+        on_path[l] = back & alive[l]
+        if l:
+            back = (pattern[l].T @ on_path[l].astype(float)) > 0
+    return pattern, on_path
 
 
 def _pattern(W) -> sp.csr_array:
