@@ -193,8 +193,11 @@ def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int, method
                 details["fgl_bracket"] = ws.bracket(fgl.details["bracket"])
             except (InvalidInputError, SolverFailure) as exc:  # too large to search: local search alone
                 details["fgl_skipped"] = str(exc)
+        # the local search stops at 85 % of the time: realising the pattern (an LP) and validating the
+        # witnesses come after it
         lb = ascent_lower_bound(lnet, lvec, norm, domain, samples=samples, seed=seed,
-                                patterns=[pattern] if pattern is not None else [], deadline=deadline)
+                                patterns=[pattern] if pattern is not None else [],
+                                deadline=deadline - 0.15 * time_limit)
     elif domain is None:
         lb = sampled_lower_bound(lnet, lvec, norm, samples=samples, seed=seed, deadline=deadline)
     else:
