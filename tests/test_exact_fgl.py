@@ -254,3 +254,17 @@ def test_block_structured_nets_split_into_components(seed):
     assert split.upper == pytest.approx(brute, rel=1e-12) and whole.upper == pytest.approx(brute, rel=1e-12)
     assert split.lower == pytest.approx(brute, rel=1e-12)
     assert evaluate_witness(net, c, split.t, split.s) == pytest.approx(brute, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deadline_brackets_contain_the_exact_value(seed):
+    """Stopped at any moment (heuristics, Russian-doll bounds left at +inf, the search itself), the
+    two-layer bracket still contains the proved FGL."""
+    net = random_network((14, 12, 6, 1), band=None if seed % 2 else 7, seed=seed)
+    c = np.ones(1)
+    exact = exact_fgl_auto(net, c)
+    assert exact.optimal
+    for limit in (1e-4, 1e-3, 5e-3, 2e-2):
+        r = exact_fgl_auto(net, c, time_limit=limit, seed=seed)
+        assert r.lower <= exact.upper + exact.rounding_error + 1e-12 * abs(exact.upper)
+        assert r.upper + r.rounding_error >= exact.lower - 1e-12 * abs(exact.lower)
