@@ -14,7 +14,8 @@ import pytest
 from helpers import small_network
 
 import lipopt
-from lipopt.batch import FILE_COLUMNS, add_batch_parser, batch_command, compute_point, load_points, run_batch
+from lipopt.batch import FILE_COLUMNS, compute_point, load_points, run_batch
+from lipopt.cli_batch import add_batch_parser, batch_command
 from lipopt.domain import Ball
 from lipopt.errors import InvalidInputError
 

@@ -117,7 +117,7 @@ def test_cut_value_is_recomputed(net, X, reference, finished, capsys):
     err = stderr_lines(capsys)
     assert len(err) == 1 and "1 row " in err[0] and "failed verification" in err[0] and "checksum" in err[0]
     assert final_bounds(finished) == dict(enumerate(reference))
-    assert "resume       1 rows failed verification and were recomputed" in lipopt.batch.format_summary(s)
+    assert "resume       1 rows failed verification and were recomputed" in lipopt.cli_batch.format_summary(s)
     s2, calls2 = rerun(net, X, finished)                                # repaired: nothing more to do
     assert calls2 == [] and s2["failed_verification"] == 0 and stderr_lines(capsys) == []
 

@@ -18,7 +18,7 @@ from . import memory, options
 from .api import lower_bound, repr_domain, upper_bound
 from .domain import Ball, Box
 from .errors import InvalidInputError, SolverFailure
-from .batch import add_batch_parser, batch_command
+from .cli_batch import add_batch_parser, batch_command
 from .gap import gap_report
 from .inspect import summarize
 from .methods import METHODS, check_degree, lower_methods, upper_methods
