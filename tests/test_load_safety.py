@@ -1,8 +1,6 @@
 """Loading a model never runs code from the file unless trusted, corrupted or forged files are refused before
 use, model arrays must be real and finite, and every refusal is one clean line (API and CLI)."""
-import builtins
 import io
-import os
 import struct
 import time
 import tracemalloc
@@ -18,6 +16,8 @@ from lipopt.errors import InvalidInputError
 from lipopt.model import build_network, load
 from lipopt.model.safety import MEMORY_BUDGET, one_line
 
+from corpus.builders import ReduceOpen, ReduceSystem, _torch_classes
+
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
@@ -26,43 +26,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:Deprec
 
 # ------------------------------------------------------------------------------------------ helpers
 
-class _WritesOnLoad(nn.Module):
-    """TorchScript module whose __setstate__ (run by torch.jit.load) writes a file."""
-
-    def __init__(self, target: str):
-        super().__init__()
-        self.target = target
-
-    def forward(self, x):
-        return x
-
-    @torch.jit.export
-    def __getstate__(self):
-        return (self.target, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: tuple[str, bool]):
-        self.target = state[0]
-        self.training = state[1]
-        torch.save(torch.zeros(1), self.target)
-
-
-class _OpenPayload:
-    """Unpickling this object calls open(target, 'w'), which creates/truncates ``target``."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (builtins.open, (self.target, "w"))
-
-
-class _SystemPayload:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (os.system, (f"echo pwned > '{self.target}'",))
+# the payload classes are shared with the bad-input corpus (one definition of each attack)
+_, _, _WritesOnLoad = _torch_classes()
+_OpenPayload, _SystemPayload = ReduceOpen, ReduceSystem
 
 
 def _malicious_torchscript(tmp_path, nested: bool, overwrite: bool):
@@ -170,7 +136,7 @@ def test_trusted_torchscript_payload_runs_only_with_the_flag(tmp_path):
     """The flag really is the gate: with trust_code=True the archive's code runs (then lipopt refuses the
     unsupported custom module), which is exactly why it is off by default."""
     path, target, before = _malicious_torchscript(tmp_path, nested=True, overwrite=False)
-    with pytest.warns(UserWarning, match="trust_code"), pytest.raises(InvalidInputError, match="_WritesOnLoad"):
+    with pytest.warns(UserWarning, match="trust_code"), pytest.raises(InvalidInputError, match="WritesOnLoad"):
         load(path, trust_code=True)
     assert target.exists()
 
