@@ -23,6 +23,7 @@ from .gap import gap_report
 from .inspect import summarize
 from .methods import METHODS, check_degree, lower_methods, upper_methods
 from .model import load, output_vector
+from .model.safety import one_line as safe_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,17 +152,14 @@ CLI_SPELLING = [
     (re.compile(r"^([a-z0-9-]+) (\((?:[^()]|\([^()]*\))*\) (?:supports|needs|enumerates) )"), r"--method \1 \2"),
     (re.compile(r"(supports norms [^;]*; got )(inf|2|1)\b"), r"\1--norm \2"),
 ]
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
-
-
 def one_line(message: str, cli: bool = True) -> str:
-    """The first line of a message, without escape sequences or control characters, in CLI spelling."""
-    text = _CONTROL.sub("", str(message)).strip()
-    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) if text else ""
+    """The message on one line, without escape sequences or control characters (model.safety.one_line),
+    in CLI spelling."""
+    text = safe_line(message, 2000)
     if cli:
         for pattern, repl in CLI_SPELLING:
             text = pattern.sub(repl, text)
-    return text[:2000]
+    return text
 
 
 def main(argv=None) -> int:

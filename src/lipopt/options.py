@@ -60,16 +60,17 @@ def choice(value, name: str, allowed) -> str:
     return value
 
 
-def physical_memory() -> int:
-    """Bytes of physical memory (sysconf), or 8 GiB where it cannot be read."""
+def physical_memory() -> int | None:
+    """Bytes of physical memory (sysconf), or None where it cannot be read."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 << 30
+        return None
+    return pages * size if pages > 0 and size > 0 else None
 
 
 def default_memory_limit() -> int:
-    return int(DEFAULT_MEMORY_SHARE * physical_memory())
+    return int(DEFAULT_MEMORY_SHARE * (physical_memory() or 8 << 30))
 
 
 def memory_limit(value) -> int:

@@ -23,18 +23,11 @@ import zlib
 import numpy as np
 
 from ..errors import InvalidInputError
-
-
-def _physical_memory() -> int | None:
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
-        return None
-    return pages * size if pages > 0 and size > 0 else None
+from ..options import physical_memory
 
 
 # Fixed per machine (physical RAM, not "currently free"), so the same file is accepted or refused every time.
-MEMORY_BUDGET: int = (_physical_memory() or 16 * 2**30) // 4
+MEMORY_BUDGET: int = (physical_memory() or 16 * 2**30) // 4
 
 REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
 _KIND_NAMES = {"c": "complex numbers would lose their imaginary part", "M": "dates, not numbers",
