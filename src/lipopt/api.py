@@ -14,13 +14,14 @@ from . import memory, options
 from .baselines import ascent_lower_bound, local_lower_bound, sampled_lower_bound
 from .baselines.patterns import realisable
 from .domain import Ball, count_fixed, local_slopes
-from .errors import InvalidInputError
+from .errors import InvalidInputError, SolverFailure
 from .methods import METHODS, MethodOutput, check_degree, lower_methods, resolve, run_exact_fgl, upper_methods
 from .model import Network, load, output_vector
 from .polynomial import SlopeBox, global_slopes
 from .problem import Budget, Norm, Problem
 from .relaxations.krivine import DEFAULT_MAX_COLUMNS
 from .result import Result
+from .scaling import normalise, scale_down
 
 NORMS = tuple(n.value for n in Norm)
 UPPER_METHODS = tuple(upper_methods())
@@ -115,9 +116,7 @@ def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | 
     an input by an LP.
     """
     t0 = time.perf_counter()
-    budget = Budget.seconds(time_limit)
-    if budget.deadline is None:
-        raise InvalidInputError("time_limit must be a positive number of seconds, got None")
+    budget = Budget.seconds(time_limit, allow_none=False)
     net = load(net)
     norm = _check_norm(norm)
     vec = output_vector(net, output, margin, c)
@@ -179,8 +178,6 @@ def _lower(net: Network, vec, norm: str, domain, samples: int, seed: int, method
     rounded down. Without any finite gradient norm the lower bound is the trivial 0, at the domain's
     centre (the origin globally).
     """
-    from .errors import SolverFailure
-    from .scaling import normalise, scale_down
     deadline = time.perf_counter() + time_limit
     sc = normalise(net, vec, consistent=True)
     lnet, lvec = (sc.net, sc.vec) if sc is not None else (net, vec)

@@ -51,8 +51,8 @@ class Budget:
     deadline: float | None
 
     @classmethod
-    def seconds(cls, time_limit, name: str = "time_limit") -> "Budget":
-        limit = options.time_limit(time_limit, name)
+    def seconds(cls, time_limit, name: str = "time_limit", allow_none: bool = True) -> "Budget":
+        limit = options.time_limit(time_limit, name, allow_none=allow_none)
         return cls(None if limit is None else time.perf_counter() + limit)
 
     def left(self) -> float | None:
