@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .activations import ACTIVATIONS, Activation
+from .graph import GraphNetwork
 from .network import Network, build_network, output_vector
 from .npz import load_npz, save_npz
 from .safety import clean_errors
@@ -27,7 +28,7 @@ def load(source, *, input_shape=None, trust_code: bool = False, allow_pickle: bo
         warnings.warn("load(allow_pickle=...) is deprecated, use trust_code=...", DeprecationWarning,
                       stacklevel=3)
         trust_code = bool(trust_code or allow_pickle)
-    if isinstance(source, Network):
+    if isinstance(source, (Network, GraphNetwork)):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -36,7 +37,13 @@ def load(source, *, input_shape=None, trust_code: bool = False, allow_pickle: bo
             return load_npz(path)
         if suffix == ".onnx":
             from .onnx_loader import load_onnx
-            return load_onnx(path, input_shape=input_shape)
+            try:
+                return load_onnx(path, input_shape=input_shape)
+            except InvalidInputError as exc:  # residual / concat / max pooling: the graph loader (graph.py)
+                if not _graph_refusal(exc):
+                    raise
+                from .graph_onnx import load_onnx_graph
+                return load_onnx_graph(path, input_shape=input_shape)
         if suffix in (".pt", ".pth"):
             from .torch_files import load_torch_file
             return load_torch_file(path, input_shape=input_shape, trust_code=trust_code)
@@ -45,9 +52,21 @@ def load(source, *, input_shape=None, trust_code: bool = False, allow_pickle: bo
     torch = sys.modules.get("torch")  # a torch object can only exist if torch is imported
     if torch is not None and isinstance(source, torch.nn.Module):
         from .torch_loader import from_torch
-        return from_torch(source, input_shape=input_shape)
+        try:
+            return from_torch(source, input_shape=input_shape)
+        except InvalidInputError as exc:
+            if not _graph_refusal(exc):
+                raise
+            from .graph_fx import graph_from_torch
+            return graph_from_torch(source, input_shape=input_shape)
     raise InvalidInputError(f"cannot load a model from {type(source).__name__}")
 
 
-__all__ = ["ACTIVATIONS", "Activation", "Network", "build_network", "load", "load_npz",
+def _graph_refusal(exc: Exception) -> bool:
+    """The chain loaders refused only because of graph structure or max pooling."""
+    msg = str(exc).lower()
+    return "straight-line" in msg or "maxpool" in msg or "max_pool" in msg
+
+
+__all__ = ["ACTIVATIONS", "Activation", "GraphNetwork", "Network", "build_network", "load", "load_npz",
            "output_vector", "save_npz"]
