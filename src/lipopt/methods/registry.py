@@ -15,6 +15,7 @@ from ..problem import Budget, Norm, Problem
 from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
+from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
 from .lifted import (interval_estimate, interval_precheck, lifted_estimate, lifted_precheck, run_interval,
                      run_lifted_lp)
@@ -159,6 +160,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lifted-lp", "lifted McCormick LP", Capabilities(depths=(1, None)), normalised(run_lifted_lp),
            cite="McCormick LP of the backward pass, certified from HiGHS duals", estimate=lifted_estimate,
            precheck=lifted_precheck),
+    Method("compose", "compositional blocks ({algorithm})", Capabilities(norms=frozenset({"inf", "1"}), depths=(2, None)),
+           normalised(run_compose), cite="per-neuron exact FGL bounds of 1-2 layer blocks, optimal diagonal scaling",
+           estimate=estimate_compose, options=("seed", "block_layers")),
     Method("auto", "auto (best: {best})", Capabilities(), run_auto, cite="the best certified bound in the budget",
            describe=_auto_lines),
     Method("sampling", "sampled gradients", Capabilities(kind="lower"), _lower_runner("sampling"),

@@ -1,0 +1,209 @@
+"""Compositional bounds: cut the gradient chain into shallow blocks and propagate per-neuron row bounds.
+
+The gradient is g^T = c^T A_K ... A_1 with A_k = W_{b-1} S_{b-1} ... W_a S_a (weights a..b-1 of the
+network, S_a the derivative at the cut, absent for the first block). For l_inf inputs (||g||_1):
+
+    rho_0 = 1,   rho_k(i) = sup_s ||e_i^T A_k(s) diag(rho_{k-1})||_1,   L <= sup_s ||c^T A_K(s) diag(rho_{K-1})||_1,
+
+because ||e_i^T A_k A_{k-1} ... A_1||_1 <= sum_j |(e_i^T A_k)_j| rho_{k-1}(j). This is the product of
+inf-norms of the blocks under the diagonal scaling D_k = diag(1/rho_k), and it is never worse than any
+other positive diagonal scaling (induction: rho_k <= beta_k D_k^{-1} 1 for the scaled product beta_k, the
+row bound being monotone in the column weights), in particular never worse than the product bound.
+The leading S_a enters only through m_a = max(|lo_a|, |hi_a|) (the l1 norm of a row is separable in S_a),
+so block k is the network (W_a diag(m_a rho_{k-1}), W_{a+1}, ..., W_{b-1}) with its internal slopes: for
+1-2 internal hidden layers its row bound is exactly lipopt's l_inf FGL (exact.exact_fgl_auto), any valid
+bracket's upper end at a deadline, and never more than the row's absolute-value mass.
+
+l_1 inputs (||g||_inf = max_j |g_j|) are the same recursion on the transposed chain (weights reversed and
+transposed, input W_d^T c of width 1): sup_s |g_j| is the FGL of its output j.
+
+Rounding: column weights w are rounded up (the bound is monotone in w); the float first weight W_a diag(w)
+(and W_d^T c) differs from the exact one by |E| <= u |W_a| w (gamma_m |W_d|^T |c|), which moves a row's
+polynomial by at most the absolute path mass of E, added as a margin; absolute masses carry a relative
+(2 n + 8) u margin for their own sums of nonnegative terms.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInputError, SolverFailure
+from ..exact import exact_fgl_auto
+from ..model.activations import ACTIVATIONS
+from ..model.network import Network
+from ..polynomial import SlopeBox
+from ..rounding import U, gamma_float, next_up, relative_up
+
+MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows take their absolute-mass bound (no search)
+
+
+@dataclass
+class Chain:
+    """The gradient chain g^T = c^T W_d S_d ... S_1 W_0 as lists (weights, slope box, first-weight error)."""
+    weights: list            # CSR, forward order
+    lo: list                 # per hidden layer
+    hi: list
+    first_error: np.ndarray  # bound on |E| 1 for the float first weight (rows of weights[0])
+
+
+@dataclass
+class ComposeResult:
+    upper: float
+    blocks: list                                   # (first weight, end weight) per block
+    rows: int = 0                                  # exact-search calls
+    proved_rows: int = 0                           # of which closed (status optimal)
+    fallback_rows: int = 0                         # rows left at their absolute mass
+    info: dict = field(default_factory=dict)
+
+
+def forward_chain(net: Network, slopes: SlopeBox) -> Chain:
+    return Chain(list(net.weights), [np.asarray(x, float) for x in slopes.lo],
+                 [np.asarray(x, float) for x in slopes.hi], np.zeros(net.widths[1]))
+
+
+def transposed_chain(net: Network, c: np.ndarray, slopes: SlopeBox) -> Chain:
+    """The chain of g = W_0^T S_1 ... S_d (W_d^T c) read from c: input width 1, outputs the n_0 entries of g."""
+    Wd = net.weights[-1]
+    v = Wd.T @ c
+    err = 2 * gamma_float(len(c) + 2) * (abs(Wd).T @ np.abs(c))   # |fl(W_d^T c) - W_d^T c|, doubled
+    Ws = [sp.csr_array(v.reshape(-1, 1))] + [sp.csr_array(W.T) for W in reversed(net.weights[:-1])]
+    for W in Ws:
+        W.eliminate_zeros()
+    return Chain(Ws, [np.asarray(x, float) for x in reversed(slopes.lo)],
+                 [np.asarray(x, float) for x in reversed(slopes.hi)], err)
+
+
+def plan_blocks(n_weights: int, hidden_per_block: int) -> list[tuple[int, int]]:
+    """Blocks of at most hidden_per_block + 1 consecutive weights, full blocks at the output end (the
+    output block is one search, the others one search per row)."""
+    size = hidden_per_block + 1
+    cuts, b = [], n_weights
+    while b > 0:
+        cuts.append((max(0, b - size), b))
+        b -= size
+    return cuts[::-1]
+
+
+def _prop(ch: Chain, a: int, b: int, r: np.ndarray) -> np.ndarray:
+    """r (a vector over the rows of W_a) carried to the inputs of W_{b-1}: r <- |W_l| (m_{l-1} r) for
+    l = a+1 .. b-2, then times m_{b-2}. Nonnegative floats only (the caller rounds the result up)."""
+    r = np.asarray(r, float)
+    for l in range(a + 1, b - 1):
+        r = abs(ch.weights[l]) @ (_mag(ch, l - 1) * r)
+    return _mag(ch, b - 2) * r
+
+
+def _ups(x, ch: Chain, a: int, b: int) -> np.ndarray:
+    """x (nonnegative float sums and products over block (a, b)) rounded up: its relative error is at
+    most gamma_n, n = summed widths + 2 per layer; relative_up(., 2 n + 8) covers it."""
+    n = sum(ch.weights[l].shape[1] + 2 for l in range(a, b)) + 2
+    return np.asarray([relative_up(float(v), 2 * n + 8) for v in np.atleast_1d(x)])
+
+
+def _mag(ch: Chain, h: int) -> np.ndarray:
+    """m_h = max(|lo_h|, |hi_h|) for hidden layer h (0-based: between weights h and h + 1)."""
+    return np.maximum(np.abs(ch.lo[h]), np.abs(ch.hi[h]))
+
+
+def _sub_network(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array) -> tuple[Network, SlopeBox]:
+    """(W_a diag(w), W_{a+1}, ..., W_{b-2}, last) with the internal slopes, restricted to the units with
+    a nonzero path to the one output row (b - a >= 2). The activations are placeholders: the search
+    reads only the weights and the slope box."""
+    Ws = [sp.csr_array(ch.weights[l]) for l in range(a, b - 1)] + [sp.csr_array(last)]
+    Ws[0] = sp.csr_array(Ws[0] @ sp.diags_array(w))
+    live = [np.ones(1, bool)]           # backward reachability from the output row through live slopes
+    for j in range(len(Ws) - 1, 0, -1):
+        live.insert(0, ((abs(Ws[j]).T @ live[0].astype(float)) > 0) & (_mag(ch, a + j - 1) > 0))
+    keep_in = np.flatnonzero((abs(Ws[0]).T @ live[0].astype(float)) > 0)
+    hidden = [np.flatnonzero(x) for x in live[:-1]]
+    rows = hidden + [np.arange(1)]
+    cols = [keep_in] + hidden
+    sub = []
+    for k, W in enumerate(Ws):
+        W = sp.csr_array(W[rows[k]][:, cols[k]])
+        W.eliminate_zeros()
+        sub.append(W)
+    hs = range(a, b - 1)                          # 0-based hidden layers inside the block
+    box = SlopeBox(tuple(ch.lo[h][hidden[k]] for k, h in enumerate(hs)),
+                   tuple(ch.hi[h][hidden[k]] for k, h in enumerate(hs)))
+    acts = tuple(ACTIVATIONS["relu"] for _ in hs)
+    return Network(tuple(sub), tuple(np.zeros(W.shape[0]) for W in sub), acts), box
+
+
+def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mass: float, margin: float,
+               seconds: float | None, seed: int) -> tuple[float, str]:
+    """sup_s ||last S_{b-1} ... W_a diag(w)||_1 <= the returned value ("optimal", "bracket" or "mass")."""
+    if mass == 0.0:
+        return 0.0, "optimal"
+    if b - a == 1:                               # no hidden layer: the absolute mass is the value
+        return mass, "optimal"
+    if seconds is not None and seconds < MIN_ROW_SECONDS:
+        return mass, "mass"
+    net, box = _sub_network(ch, a, b, w, last)
+    if net.widths[0] == 0 or any(W.nnz == 0 for W in net.weights):
+        return 0.0, "optimal"
+    try:
+        r = exact_fgl_auto(net, np.ones(1), box, time_limit=seconds, seed=seed)
+    except (InvalidInputError, SolverFailure, MemoryError):
+        return mass, "mass"
+    value = relative_up(float(r.upper) + float(r.rounding_error) + margin, 4)
+    how = "optimal" if r.optimal else "bracket" if value < mass else "mass"
+    return min(value, mass), how
+
+
+def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]], deadline: float | None,
+                  seed: int = 0) -> ComposeResult:
+    """The recursion of the module docstring over ``blocks``. With ``c`` the output block is one search
+    with c (l_inf); without, every block is a row block and the result is max_j rho_K(j) (l_1)."""
+    res = ComposeResult(0.0, blocks)
+    rho = np.ones(ch.weights[0].shape[1])
+    err = np.asarray(ch.first_error, float)
+    total_rows = sum(ch.weights[b - 1].shape[0] for a, b in blocks[:-1]) + (1 if c is not None else
+                                                                            ch.weights[-1].shape[0])
+    done_rows = 0
+    for k, (a, b) in enumerate(blocks):
+        w = rho if a == 0 else next_up(_mag(ch, a - 1) * rho)
+        # first weight W_a diag(w) in floats: r1 bounds |exact first weight| w, e1 bounds |E| 1 (u |W_a| w
+        # for the products, doubled; plus the chain's own first-weight error, transposed chain: W_d^T c)
+        extra = err * w[0] if a == 0 else 0.0
+        r1 = abs(ch.weights[a]) @ w + extra
+        e1 = 2 * U * (abs(ch.weights[a]) @ w) + extra
+        if k == len(blocks) - 1 and c is not None:          # the output block: one search with c
+            Wl = ch.weights[b - 1]
+            v = Wl.T @ c
+            lerr = 2 * gamma_float(len(c) + 2) * (abs(Wl).T @ np.abs(c))   # |fl(W^T c) - W^T c|, doubled
+            lab = np.abs(v) + lerr
+            rows = [sp.csr_array(v.reshape(1, -1))]
+            if b - a == 1:
+                masses = _ups(lab @ w, ch, a, b)
+                margins = np.zeros(1)
+            else:
+                pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
+                masses = _ups(lab @ pr, ch, a, b)
+                margins = _ups(lab @ pe + lerr @ (pr + pe), ch, a, b)
+        else:
+            Wl = sp.csr_array(ch.weights[b - 1])
+            rows = [Wl[[i]] for i in range(Wl.shape[0])]
+            if b - a == 1:
+                masses, margins = _ups(r1, ch, a, b), np.zeros(len(rows))
+            else:
+                pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
+                masses, margins = _ups(abs(Wl) @ pr, ch, a, b), _ups(abs(Wl) @ pe, ch, a, b)
+        new = np.zeros(len(rows))
+        for i, last in enumerate(rows):
+            seconds = None
+            if deadline is not None:
+                seconds = (deadline - time.perf_counter()) / max(1, total_rows - done_rows)
+            done_rows += 1
+            value, how = _row_bound(ch, a, b, w, last, float(masses[i]), float(margins[i]), seconds, seed)
+            if b - a > 1 and masses[i] > 0:
+                res.rows += 1
+                res.proved_rows += how == "optimal"
+                res.fallback_rows += how == "mass"
+            new[i] = value
+        rho = new
+    res.upper = float(rho[0]) if c is not None else float(rho.max(initial=0.0))
+    return res
