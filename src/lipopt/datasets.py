@@ -15,9 +15,16 @@
 
   Both take inputs in [0, 1] (pixels / 255), as returned by ``mnist_test``. Test accuracies and the
   training metadata are in ``examples/mnist_models.json`` of the repository.
+* ``zoo_manifest()``, ``zoo_model_path(name, fmt)``: the model zoo (issue 15), 15 small MLPs / CNNs /
+  residual nets trained on the MNIST split above or on sklearn's digits by ``experiments/zoo/train.py``;
+  the manifest ``data/zoo/zoo.json`` gives per model its files (ONNX always, npz for chains), sha256,
+  data set, input shape, test accuracy and whether ``lipopt.load`` accepted it when it was written.
+* ``digits_test(n)``: the 360 held-out test images of sklearn's 8x8 digits (pixels / 16 in [0, 1]) used
+  by the zoo's digits model (shipped, so sklearn is not needed).
 """
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -73,4 +80,52 @@ def mnist_model_path(name: str) -> Path:
     return path
 
 
-__all__ = ["MNIST_MODELS", "MNIST_TEST_SIZE", "mnist_model_path", "mnist_test"]
+ZOO_DIR = "zoo"
+ZOO_MANIFEST_FILE = "zoo.json"
+ZOO_FORMATS = ("onnx", "npz")
+DIGITS_TEST_FILE = "digits_test.npz"
+
+
+def zoo_manifest() -> dict:
+    """The zoo's manifest (a fresh dict): {"script", "command", "torch", "date", "seed", "models": {name:
+    {"onnx", "npz" (or None), "sha256", "dataset", "input_shape", "test_accuracy", "loads", ...}}}."""
+    res = resources.files("lipopt").joinpath("data", ZOO_DIR, ZOO_MANIFEST_FILE)
+    return json.loads(res.read_text(encoding="utf-8"))
+
+
+def zoo_model_path(name: str, fmt: str = "onnx") -> Path:
+    """Path of the zoo model ``name`` in format ``fmt`` ("onnx", or "npz" for Linear/activation chains)."""
+    models = zoo_manifest()["models"]
+    if not isinstance(name, str) or name not in models:
+        raise InvalidInputError(f"unknown zoo model {name!r}; choose one of {', '.join(models)}")
+    if fmt not in ZOO_FORMATS:
+        raise InvalidInputError(f"unknown zoo model format {fmt!r}; choose one of {', '.join(ZOO_FORMATS)}")
+    file = models[name].get(fmt)
+    if not file:
+        raise InvalidInputError(f"the zoo model {name!r} has no {fmt} file (only "
+                                f"{', '.join(f for f in ZOO_FORMATS if models[name].get(f))}); npz holds "
+                                f"Linear/activation chains only")
+    res = resources.files("lipopt").joinpath("data", ZOO_DIR, file)
+    path = Path(os.fspath(res)) if isinstance(res, os.PathLike) else None
+    if path is None or not path.is_file():
+        raise InvalidInputError(f"the zoo model file {file} is not installed as a plain file ({res})")
+    return path
+
+
+def digits_test(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` (default all) held-out sklearn digits test images and labels.
+
+    Returns ``(X, y)``: X float64 of shape (n, 64) in [0, 1] (pixel / 16, 8x8 row-major), y int64 digits.
+    The split is train_test_split(test_size=0.2, stratify=y, random_state=0) of sklearn's 1,797 images.
+    """
+    with _data_file(DIGITS_TEST_FILE).open("rb") as f, np.load(f, allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= len(labels):
+            raise InvalidInputError(f"n must be an integer between 0 and {len(labels)}, got {n!r}")
+        images, labels = images[:n], labels[:n]
+    return images.astype(np.float64), labels.astype(np.int64)
+
+
+__all__ = ["MNIST_MODELS", "MNIST_TEST_SIZE", "digits_test", "mnist_model_path", "mnist_test", "zoo_manifest",
+           "zoo_model_path"]
