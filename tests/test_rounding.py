@@ -272,13 +272,13 @@ def test_old_homes_use_the_one_implementation():
     from lipopt import certify_sdp, domain, scaling
     from lipopt.baselines import product, witness
     from lipopt.certify import krivine
-    from lipopt.exact import bnb, mip
+    from lipopt.exact import fgl_common, mip
 
     assert certify_sdp.gamma is R.gamma and certify_sdp.up is R.up and certify_sdp.down is R.down
     assert certify_sdp.sum_up is R.sum_up and certify_sdp.sum_down is R.sum_down
     assert certify_sdp.norm2_bound is R.norm2_bound and certify_sdp.U == R.U
     assert domain._gamma is R.gamma_loose and domain._up is R.widen_up and domain._down is R.widen_down
-    assert witness._EPS == R.EPS and witness._DENORM == R.DENORM and bnb._EPS == R.EPS
+    assert witness._EPS == R.EPS and witness._DENORM == R.DENORM and fgl_common._EPS == R.EPS
     assert scaling.up is R.up and scaling.down is R.down and scaling.MAX_FLOAT == R.MAX_FLOAT
     assert mip.widen_up is R.widen_up and mip.widen_down is R.widen_down and mip.EPS == R.EPS
     assert product.gamma_float is R.gamma_float and product.relative_up is R.relative_up

@@ -18,14 +18,15 @@ from scipy.sparse.csgraph import connected_components
 from ..errors import InvalidInputError
 from ..model.network import Network
 from ..polynomial import SlopeBox
-from .bnb import BnBResult, bnb_fgl, bnb_one_layer, check_inputs, evaluate_witness, rounding_bound
+from .bnb import (BnBResult, bnb_fgl, bnb_one_layer, bnb_search, check_inputs, evaluate_witness,
+                  rounding_bound)
 from .dp import MAX_BAG, BagTooLargeError, DPResult, dp_fgl, dp_plan
 from .enumerate import MAX_ENUMERATION_BITS, ExactResult, exact_fgl
 
 ENUMERATE_BITS = 10  # at most 2^10 vertices: enumeration is instantaneous and needs no search
 
 __all__ = ["MAX_BAG", "MAX_ENUMERATION_BITS", "BagTooLargeError", "BnBResult", "DPResult", "ExactFGLResult",
-           "ExactResult", "bnb_fgl", "dp_fgl", "exact_fgl", "exact_fgl_auto", "split_components"]
+           "ExactResult", "ExactSearch", "bnb_fgl", "dp_fgl", "exact_fgl", "exact_fgl_auto", "split_components"]
 
 
 @dataclass
@@ -71,57 +72,116 @@ def exact_fgl_auto(net: Network, c, slopes: SlopeBox | None = None, time_limit: 
     first cut into the connected components of its interaction graph (inputs and hidden units linked
     by nonzero weights): P is then a sum of polynomials in disjoint variables, so the FGL is the sum
     of the components' FGLs (e.g. 49 independent blocks for a 2x2-stride-2 convolutional net).
+    One run of ``ExactSearch``, whose later runs resume an unfinished search instead of restarting it.
     """
-    t0 = time.perf_counter()
-    c, slopes = check_inputs(net, c, slopes)
-    if method not in ("auto", "dp", "bnb", "enumerate"):
-        raise InvalidInputError(f"unknown method {method!r}; choose auto, dp, bnb or enumerate")
-    if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    if split:
-        parts = split_components(net, c, slopes)
-        if len(parts) > 1:
-            return _solve_components(net, c, slopes, parts, time_limit, method, max_bag, seed, t0)
-    bits = int(sum(np.count_nonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)))
-    d = net.depth
-    if method == "auto":
-        if d == 0 or bits <= ENUMERATE_BITS or (d >= 3 and bits <= MAX_ENUMERATION_BITS):
-            method = "enumerate"
-        elif d >= 3:
-            raise InvalidInputError(
-                f"exact FGL: {d} hidden layers with {bits} free neurons is beyond enumeration "
-                f"(limit {MAX_ENUMERATION_BITS}); DP and branch and bound handle 1 or 2 hidden layers")
-        elif d == 1:
-            method = "dp" if dp_plan(net, c, slopes)[1].bag <= max_bag else "bnb"
-        else:
-            method = "bnb"
+    return ExactSearch(net, c, slopes, method=method, max_bag=max_bag, seed=seed, split=split).run(time_limit)
 
-    if method == "enumerate":
-        r = exact_fgl(net, c, norm="inf", slopes=slopes)
-        t = np.where(r.gradient >= 0, 1.0, -1.0)
-        lower = evaluate_witness(net, c, t, r.slopes)
-        return ExactFGLResult(upper=max(r.value, lower), lower=lower, status="optimal", algorithm="enumerate",
-                              t=t, s=r.slopes, nodes=r.vertices, seconds=time.perf_counter() - t0,
-                              rounding_error=_path_rounding(net, c, slopes), info={"free_neurons": bits})
 
-    if method == "dp":
-        r = dp_fgl(net, c, slopes, max_bag=max_bag, time_limit=time_limit)
-        info = {"bag": r.bag, "side": r.side}
-        if r.status == "optimal":
-            return ExactFGLResult(upper=r.upper, lower=r.lower, status="optimal", algorithm="dp", t=r.t, s=r.s,
-                                  nodes=r.entries, seconds=time.perf_counter() - t0,
-                                  rounding_error=r.rounding_error, info=info)
-        # Out of time: the partial table still bounds the FGL; the heuristic supplies the witness.
-        h = bnb_one_layer(net, c, slopes, deadline=time.perf_counter(), seed=seed)
-        return ExactFGLResult(upper=max(min(r.upper, h.upper), h.lower), lower=h.lower, status="time_limit",
-                              algorithm="dp", t=h.t, s=h.s, nodes=0, seconds=time.perf_counter() - t0,
-                              rounding_error=max(r.rounding_error, h.rounding_error), info=info)
+class ExactSearch:
+    """The l_inf FGL search of ``exact_fgl_auto``, resumable: ``run(time_limit)`` returns the bracket so far;
+    a later ``run`` continues the branch and bound (open nodes, incumbent, Russian-doll bounds) and every
+    unfinished component, instead of starting again. The DP is not resumable and is rerun; enumeration
+    always finishes."""
 
-    remaining = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
-    r = bnb_fgl(net, c, slopes, time_limit=remaining, seed=seed)
-    return ExactFGLResult(upper=r.upper, lower=r.lower, status=r.status, algorithm="bnb", t=r.t, s=r.s,
-                          nodes=r.nodes, seconds=time.perf_counter() - t0, rounding_error=r.rounding_error,
-                          info=dict(r.info))
+    def __init__(self, net: Network, c, slopes: SlopeBox | None = None, *, method: str = "auto",
+                 max_bag: int = MAX_BAG, seed: int = 0, split: bool = True):
+        c, slopes = check_inputs(net, c, slopes)
+        if method not in ("auto", "dp", "bnb", "enumerate"):
+            raise InvalidInputError(f"unknown method {method!r}; choose auto, dp, bnb or enumerate")
+        self.net, self.c, self.slopes, self.max_bag, self.seed = net, c, slopes, max_bag, seed
+        self.parts = split_components(net, c, slopes) if split else []
+        self.subs = None
+        self.last: ExactFGLResult | None = None
+        if len(self.parts) > 1:
+            self.subs = []
+            for inputs, hidden in self.parts:
+                sub, sub_slopes = _subnetwork(net, c, slopes, inputs, hidden)
+                self.subs.append(ExactSearch(sub, np.ones(1), sub_slopes, method=method, max_bag=max_bag,
+                                             seed=seed, split=False))
+            self.method = "components"
+            return
+        bits = int(sum(np.count_nonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)))
+        d = net.depth
+        if method == "auto":
+            if d == 0 or bits <= ENUMERATE_BITS or (d >= 3 and bits <= MAX_ENUMERATION_BITS):
+                method = "enumerate"
+            elif d >= 3:
+                raise InvalidInputError(
+                    f"exact FGL: {d} hidden layers with {bits} free neurons is beyond enumeration "
+                    f"(limit {MAX_ENUMERATION_BITS}); DP and branch and bound handle 1 or 2 hidden layers")
+            elif d == 1:
+                method = "dp" if dp_plan(net, c, slopes)[1].bag <= max_bag else "bnb"
+            else:
+                method = "bnb"
+        self.method, self.bits = method, bits
+        self.bnb = bnb_search(net, c, slopes, seed=seed) if method == "bnb" else None
+
+    def run(self, time_limit: float | None = None) -> ExactFGLResult:
+        t0 = time.perf_counter()
+        if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
+            raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        if self.subs is None and self.last is not None and self.last.optimal:
+            return self.last  # proved: nothing left to search
+        net, c, slopes = self.net, self.c, self.slopes
+        if self.method == "components":
+            return self._run_components(time_limit, t0)
+        if self.method == "enumerate":
+            r = exact_fgl(net, c, norm="inf", slopes=slopes)
+            t = np.where(r.gradient >= 0, 1.0, -1.0)
+            lower = evaluate_witness(net, c, t, r.slopes)
+            self.last = ExactFGLResult(upper=max(r.value, lower), lower=lower, status="optimal",
+                                       algorithm="enumerate", t=t, s=r.slopes, nodes=r.vertices,
+                                       seconds=time.perf_counter() - t0,
+                                       rounding_error=_path_rounding(net, c, slopes), info={"free_neurons": self.bits})
+            return self.last
+        if self.method == "dp":
+            r = dp_fgl(net, c, slopes, max_bag=self.max_bag, time_limit=time_limit)
+            info = {"bag": r.bag, "side": r.side}
+            if r.status == "optimal":
+                self.last = ExactFGLResult(upper=r.upper, lower=r.lower, status="optimal", algorithm="dp", t=r.t,
+                                           s=r.s, nodes=r.entries, seconds=time.perf_counter() - t0,
+                                           rounding_error=r.rounding_error, info=info)
+                return self.last
+            # Out of time: the partial table still bounds the FGL; the heuristic supplies the witness.
+            h = bnb_one_layer(net, c, slopes, deadline=time.perf_counter(), seed=self.seed)
+            return ExactFGLResult(upper=max(min(r.upper, h.upper), h.lower), lower=h.lower, status="time_limit",
+                                  algorithm="dp", t=h.t, s=h.s, nodes=0, seconds=time.perf_counter() - t0,
+                                  rounding_error=max(r.rounding_error, h.rounding_error), info=info)
+        remaining = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
+        r = self.bnb.run(None if remaining is None else time.perf_counter() + remaining)
+        self.last = ExactFGLResult(upper=r.upper, lower=r.lower, status=r.status, algorithm="bnb", t=r.t, s=r.s,
+                                   nodes=r.nodes, seconds=r.seconds, rounding_error=r.rounding_error,
+                                   info=dict(r.info))
+        return self.last
+
+    def _run_components(self, time_limit, t0) -> ExactFGLResult:
+        """Sum of the components' exact FGLs; every unfinished component gets the time still left (at least
+        1 ms, so an expired budget still yields each component's bracket); finished ones are reused."""
+        net, c, slopes = self.net, self.c, self.slopes
+        d = net.depth
+        t = np.ones(net.widths[0])
+        s = [np.array(lo, dtype=np.float64) for lo in slopes.lo]
+        uppers, nodes, err, optimal, algorithms = [], 0, 0.0, True, set()
+        for (inputs, hidden), sub in zip(self.parts, self.subs):
+            left = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
+            r = sub.run(left)
+            uppers.append(r.upper)
+            nodes += r.nodes
+            err += r.rounding_error
+            optimal &= r.optimal
+            algorithms.add(r.algorithm)
+            t[inputs] = r.t
+            for l in range(d):
+                s[l][hidden[l]] = r.s[l]
+        upper = math.fsum(uppers)
+        # the sum, and c' = W_d^T c being rounded before the components saw it (covered by the path bound)
+        err += rounding_bound(float(np.sum(np.abs(uppers))), len(uppers)) + _path_rounding(net, c, slopes)
+        lower = evaluate_witness(net, c, t, s)
+        return ExactFGLResult(upper=max(upper, lower), lower=lower, status="optimal" if optimal else "time_limit",
+                              algorithm="+".join(sorted(algorithms)), t=t, s=s, nodes=nodes,
+                              seconds=time.perf_counter() - t0, rounding_error=err,
+                              info={"components": len(self.parts),
+                                    "largest_component": max(len(i) + sum(map(len, h)) for i, h in self.parts)})
 
 
 def _path_rounding(net: Network, c: np.ndarray, slopes: SlopeBox) -> float:
@@ -174,34 +234,3 @@ def _subnetwork(net: Network, c: np.ndarray, slopes: SlopeBox, inputs, hidden):
     sub_slopes = SlopeBox(tuple(slopes.lo[l][hidden[l]] for l in range(d)),
                           tuple(slopes.hi[l][hidden[l]] for l in range(d)))
     return sub, sub_slopes
-
-
-def _solve_components(net, c, slopes, parts, time_limit, method, max_bag, seed, t0) -> ExactFGLResult:
-    """Sum of the components' exact FGLs; every component gets the time still left (at least 1 ms, so
-    an expired budget still yields each component's bracket)."""
-    d = net.depth
-    t = np.ones(net.widths[0])
-    s = [np.array(lo, dtype=np.float64) for lo in slopes.lo]
-    uppers, nodes, err, optimal, algorithms = [], 0, 0.0, True, set()
-    for inputs, hidden in parts:
-        sub, sub_slopes = _subnetwork(net, c, slopes, inputs, hidden)
-        left = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
-        r = exact_fgl_auto(sub, np.ones(1), sub_slopes, left, method=method, max_bag=max_bag, seed=seed,
-                           split=False)
-        uppers.append(r.upper)
-        nodes += r.nodes
-        err += r.rounding_error
-        optimal &= r.optimal
-        algorithms.add(r.algorithm)
-        t[inputs] = r.t
-        for l in range(d):
-            s[l][hidden[l]] = r.s[l]
-    upper = math.fsum(uppers)
-    # the sum, and c' = W_d^T c being rounded before the components saw it (covered by the path bound)
-    err += rounding_bound(float(np.sum(np.abs(uppers))), len(uppers)) + _path_rounding(net, c, slopes)
-    lower = evaluate_witness(net, c, t, s)
-    return ExactFGLResult(upper=max(upper, lower), lower=lower, status="optimal" if optimal else "time_limit",
-                          algorithm="+".join(sorted(algorithms)), t=t, s=s, nodes=nodes,
-                          seconds=time.perf_counter() - t0, rounding_error=err,
-                          info={"components": len(parts),
-                                "largest_component": max(len(i) + sum(map(len, h)) for i, h in parts)})

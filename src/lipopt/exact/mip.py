@@ -76,16 +76,28 @@ import scipy.sparse as sp
 
 from ..domain import Ball, Box, linear_bounds, interval_bounds
 from ..errors import InvalidInputError, SolverFailure
-from ..model.activations import LEAKY_SLOPE
 from ..model.network import Network
 from ..rounding import EPS, up, widen_down, widen_up
 from .enumerate import dual_norm
 
-SUPPORTED = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
+SUPPORTED = ("relu", "leaky_relu")  # leaky_relu with 0 <= slope < 1 (convex, h >= 0 on z <= 0)
 MARGIN_FACTOR = 2.0
 MAX_CUT_ROUNDS = 50  # re-solves after excluding a pattern proven unrealisable
 PROOF_REL = 1e-10   # relative safety of the emptiness proof of a pattern region
 BIGM_WIDEN = 1e-9  # relative outward widening of every big-M constant / variable bound
+
+
+def _left_slope(act) -> float:
+    return 0.0 if act.name == "relu" else float(act.params[0])
+
+
+def activation_refusal(net) -> str | None:
+    """Why the encoding (h = max(z, alpha z), h in [alpha lo, hi]) does not fit the network, or None."""
+    for l, act in enumerate(net.activations):
+        if act.name not in SUPPORTED or not 0.0 <= _left_slope(act) < 1.0:
+            return (f"supports relu and leaky_relu with a slope in [0, 1) only; hidden layer {l + 1} "
+                    f"uses {act.spec!r}")
+    return None
 
 
 @dataclass
@@ -134,11 +146,9 @@ def _check(net: Network, c, domain, norm: str):
     if domain.dim != net.widths[0]:
         raise InvalidInputError(f"the domain has dimension {domain.dim} but the network has "
                                 f"{net.widths[0]} inputs")
-    for l, act in enumerate(net.activations):
-        if act.name not in SUPPORTED:
-            raise InvalidInputError(
-                f"the activation-consistent MIP supports relu and leaky_relu only; hidden layer {l + 1} "
-                f"uses {act.name!r}")
+    why = activation_refusal(net)
+    if why is not None:
+        raise InvalidInputError(f"the activation-consistent MIP {why}")
     if norm not in ("inf", "1"):
         raise InvalidInputError(f"norm must be 'inf' or '1' for the MIP (a linear objective), got {norm!r}")
     m = net.widths[-1]
@@ -350,7 +360,7 @@ def build_mip(net: Network, c: np.ndarray, domain, norm: str = "inf", bounds: st
     x_cols = B.cols(xlo, xhi, name="x")
     prev = x_cols
     h_cols, a_cols, unstable, fixed = [], [], [], []
-    alphas = [SUPPORTED[a.name] for a in net.activations]
+    alphas = [_left_slope(a) for a in net.activations]
 
     # ---- forward pass
     for l in range(d):

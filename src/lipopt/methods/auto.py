@@ -4,8 +4,9 @@ Order: the product bound (instant); a short exact search where the registry says
 (once the FGL is proved nothing that relaxes P can beat it, so auto stops); then every other applicable
 upper-bound method, cheapest estimate first, each given an equal share of what is left; the MIP last
 when a box domain makes it applicable (its bound rests on solver tolerances and is labelled so); and,
-with time still left and the FGL unproved, the exact search again with the rest of the budget. Every
-attempt is in ``details["attempts"]``; at the deadline the best bound so far is returned.
+with time still left and the FGL unproved, the exact search again with the rest of the budget, resumed
+where it stopped (open nodes, incumbent, doll bounds), not restarted. Every attempt is in
+``details["attempts"]``; at the deadline the best bound so far is returned.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..polynomial import SlopeBox
 from ..problem import Problem
 from ..relaxations.krivine import precheck_size
 from .base import CLOSE_GAP, MethodOutput, normalised
-from .exact import _exact_quick
+from .exact import exact_session
 
 AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
 AUTO_FIRST_SEARCH = 2.0      # seconds at most (a quarter of the budget) for the first exact search
@@ -85,7 +86,7 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
     attempt("product", METHODS["product"].runner, budget)
     searchable = "exact-fgl" in names and ((norm == "inf" and 1 <= net.depth <= 2)
                                           or problem.free_neurons <= AUTO_ENUMERATION_BITS)
-    quick = normalised(lambda n, v, no, s, o: _exact_quick(n, v, no, s, o, problem.free_neurons))
+    quick = normalised(exact_session(problem.free_neurons))  # one search, resumed when auto returns
 
     def proved() -> bool:
         ex = outputs.get("exact-fgl")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ..errors import InvalidInputError, SolverFailure
-from ..exact import exact_fgl, exact_fgl_auto
+from ..exact import ExactSearch, exact_fgl
 from ..exact.enumerate import MAX_ENUMERATION_BITS, dual_norm
 from ..exact.mip import exact_lipschitz_mip
 from ..model import Network
@@ -47,10 +47,11 @@ def run_exact_fgl(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
 def _exact_fgl_search(net: Network, vec, slopes: SlopeBox, opts: dict, free: int, t0: float) -> MethodOutput:
     """Exact search first; if it has not closed after a tenth of the budget (2 s without a limit),
     the LiPopt LP certifies an upper bound of the FGL: when it meets the incumbent to CLOSE_GAP the FGL
-    is proved ("bnb+lp"); otherwise the search resumes and the better of the two upper bounds is kept."""
+    is proved ("bnb+lp"); otherwise the same search resumes (open nodes, incumbent and doll bounds kept)
+    and the better of the two upper bounds is kept."""
     limit = opts.get("time_limit")
-    seed = opts.get("seed", 0)
-    r = exact_fgl_auto(net, vec, slopes, time_limit=min(0.1 * limit, FIRST_SEARCH) if limit else FIRST_SEARCH, seed=seed)
+    search = ExactSearch(net, vec, slopes, seed=opts.get("seed", 0))
+    r = search.run(min(0.1 * limit, FIRST_SEARCH) if limit else FIRST_SEARCH)
     lp_upper, algorithm = math.inf, r.algorithm
     if not r.optimal:
         lp_opts = {**opts, "degree": None, "time_limit": None if limit is None else 0.35 * limit,
@@ -61,12 +62,17 @@ def _exact_fgl_search(net: Network, vec, slopes: SlopeBox, opts: dict, free: int
             pass
         if lp_upper > r.lower + CLOSE_GAP * abs(r.lower) + r.rounding_error:
             left = None if limit is None else max(1e-3, limit - (time.perf_counter() - t0))
-            r = exact_fgl_auto(net, vec, slopes, time_limit=left, seed=seed)
+            r = search.run(left)
         if lp_upper < r.upper + r.rounding_error:
             algorithm = f"{r.algorithm}+lp"
+    return _search_output(r, free, t0, lp_upper, algorithm)
+
+
+def _search_output(r, free: int, t0: float, lp_upper: float = math.inf, algorithm: str | None = None) -> MethodOutput:
+    """A bracket of the l_inf FGL search as a certified MethodOutput (upper end + rounding bound, rounded up)."""
     upper = min(_round_up(r.upper + r.rounding_error), lp_upper)
     closed = r.optimal or upper <= r.lower + CLOSE_GAP * abs(r.lower) + r.rounding_error
-    details = {"algorithm": algorithm, "exact_status": "optimal" if closed else r.status,
+    details = {"algorithm": algorithm or r.algorithm, "exact_status": "optimal" if closed else r.status,
                "bracket": [r.lower, upper], "rounding_error": r.rounding_error, "witness_t": r.t.tolist(),
                "free_neurons": free, **{k: v for k, v in r.info.items() if _jsonable(v)}}
     return MethodOutput(upper, raw=r.upper if r.optimal else r.lower if closed else r.upper,
@@ -91,18 +97,21 @@ def run_exact_mip(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
                         sizes={"nodes": int(r.nodes)}, details=details, lower=r.lower, point=np.asarray(r.x))
 
 
-def _exact_quick(net, vec, norm, slopes, opts, free) -> MethodOutput:
-    """The exact search alone (no LP stage), time-limited: a proof or a bracket."""
-    t0 = time.perf_counter()
-    if norm == "inf" and 1 <= net.depth <= 2:
-        r = exact_fgl_auto(net, vec, slopes, time_limit=opts["time_limit"], seed=opts.get("seed", 0))
-        upper = _round_up(r.upper + r.rounding_error)
-        return MethodOutput(upper, raw=r.upper, status=r.status, timings={"search": time.perf_counter() - t0},
-                            sizes={"nodes": int(r.nodes), "free_neurons": free},
-                            details={"algorithm": r.algorithm, "bracket": [r.lower, upper],
-                                     "rounding_error": r.rounding_error},
-                            pattern=[np.asarray(s) for s in r.s])
-    return run_exact_fgl(net, vec, norm, slopes, opts)
+def exact_session(free: int):
+    """An exact-search runner that keeps its search between calls (auto's first and returning windows):
+    for l_inf with 1-2 hidden layers the second call resumes the branch and bound where the first
+    stopped; otherwise each call is run_exact_fgl. The network seen is the normalised one, the same at
+    every call (normalisation is deterministic), so the kept search stays valid."""
+    kept = {}
+
+    def run(net, vec, norm, slopes, opts) -> MethodOutput:
+        t0 = time.perf_counter()
+        if not (norm == "inf" and 1 <= net.depth <= 2):
+            return run_exact_fgl(net, vec, norm, slopes, opts)
+        if "search" not in kept:
+            kept["search"] = ExactSearch(net, vec, slopes, seed=opts.get("seed", 0))
+        return _search_output(kept["search"].run(opts["time_limit"]), free, t0)
+    return run
 
 
 def exact_certified(net: Network, vec, norm: str, value: float, slopes: SlopeBox) -> float:
