@@ -1,34 +1,39 @@
 """Deep networks, linear size: the interval Jacobian bound and the lifted McCormick LP (any depth).
 
 ``interval``: ||g||_q over the interval enclosure of the backward pass (relaxations.lifted.jacobian_box).
-``lifted-lp``: maximise a linear overestimate of ||g||_q (q = 1: sum of chords of |g_i|; q = 2: sum of
-chords of g_i^2, then sqrt; q = inf: max_i of max +-g_i, one LP per coordinate whose box could still beat
-the best so far) over the lifted McCormick LP, solved by HiGHS (scipy.optimize.linprog, in a forked child
-killed at the deadline) and certified from its duals (certify.lp_dual). Both read only the slope box,
-so they serve every activation and domain.
+``lifted-lp``: optimisation-based bound tightening of the u (and g) intervals (OBBT, a share of the time),
+then maximise a linear overestimate of ||g||_q (q = 1: sum of chords of |g_i|; q = 2: sum of chords of
+g_i^2, then sqrt; q = inf: max_i of max +-g_i, one LP per coordinate whose box could still beat the best
+so far) over the lifted McCormick LP. HiGHS dual simplex, warm-started across objectives
+(solvers.highs_session); every LP value is certified from its duals (certify.lp_dual), the tightened
+intervals included. Both read only the slope box, so they serve every activation and domain.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from .. import memory
-from ..certify.lp_dual import dual_bound
+from ..certify.lp_dual import DualCertifier
 from ..errors import SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
-from ..relaxations.lifted import chords, interval_bound, jacobian_box, lifted_lp, lp_size
+from ..relaxations.lifted import chords, interval_bound, jacobian_box, lifted_lp, lp_size, tighten
 from ..rounding import sum_up, up
-from ..solvers.base import call_with_deadline
+from ..solvers.highs_session import HighsSession
 from .base import MethodOutput
 
 BYTES_PER_INTERVAL_WEIGHT = 120   # transposed copy, signed parts, |W| per weight (scipy CSR, 3 arrays each)
 BYTES_PER_LIFTED_NONZERO = 600    # COO/CSR build, scipy -> HiGHS copies, duals and the certificate's M^T
 SECONDS_PER_WEIGHT = 2e-7         # interval propagation: a few sparse matvecs per weight
 SECONDS_PER_LP_NONZERO = 2e-5     # HiGHS dual simplex on the lifted LP (measured: see bench_deep.py)
-MAX_NORM1_LPS = 64                # l1 input norm: at most this many coordinate LPs, the rest by intervals
+MAX_NORM1_LPS = 64                # l1 input norm: auto's estimate counts this many coordinate LPs
+OBBT_SECONDS = 10.0               # bound tightening without a time limit
+OBBT_SHARE = 0.5                  # of the time limit for bound tightening
 
 
 def _weights(net: Network) -> int:
@@ -67,83 +72,126 @@ def run_interval(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> 
                         sizes={"hidden": int(sum(net.widths[1:-1])), "weights": _weights(net)})
 
 
-def _solve(lp, obj, time_limit):
-    """HiGHS through scipy: the duals (y >= 0 on the inequalities, z on the equalities) of max obj^T x."""
-    from scipy.optimize import linprog
-    options = {"presolve": True} if time_limit is None else {"presolve": True, "time_limit": float(time_limit)}
-    res = linprog(-obj, A_ub=lp.A_ub, b_ub=lp.b_ub, A_eq=lp.A_eq, b_eq=np.zeros(lp.A_eq.shape[0]),
-                  bounds=np.column_stack([lp.lb, lp.ub]), method="highs", options=options)
-    if res.status != 0 or res.ineqlin is None:
-        return None, f"HiGHS status {res.status}: {res.message}"
-    return (-np.asarray(res.ineqlin.marginals), -np.asarray(res.eqlin.marginals), -float(res.fun)), "ok"
+class _Solver:
+    """One LP in a warm-started HiGHS session; every answer certified from the duals (lp_dual)."""
+
+    def __init__(self, lp, deadline: float | None):
+        m, e = lp.A_ub.shape[0], lp.A_eq.shape[0]
+        A = sp.vstack([lp.A_ub, lp.A_eq], format="csr")
+        row_lo = np.concatenate([np.full(m, -np.inf), np.zeros(e)])
+        row_hi = np.concatenate([lp.b_ub, np.zeros(e)])
+        self.session = HighsSession(A, row_lo, row_hi, lp.lb, lp.ub)
+        self.cert = DualCertifier(lp.A_ub, lp.b_ub, lp.A_eq, np.zeros(e), lp.lb, lp.ub)
+        self.deadline = deadline
+        self.solved = 0
+
+    def maximum(self, obj: np.ndarray) -> tuple[float | None, float | None]:
+        """(certified upper bound on max obj^T x or None, the solver's value or None)."""
+        left = None if self.deadline is None else self.deadline - time.perf_counter()
+        if left is not None and left <= 0.0:
+            return None, None
+        w, raw, _ = self.session.maximise(obj, left)
+        if w is None:
+            return None, None
+        self.solved += 1
+        bound = self.cert.bound(obj, w)
+        return (bound if math.isfinite(bound) else None), raw
 
 
-def _certified(lp, obj, deadline) -> tuple[float, float] | None:
-    """(certified max obj^T x, solver's value), or None when the solver gave nothing in time."""
-    if deadline is None:
-        out, _ = _solve(lp, obj, None)
-    else:
-        left = deadline - time.perf_counter()
-        if left <= 0.05:
-            return None
-        ok, res = call_with_deadline(_solve, (lp, obj, 0.9 * left), left)
-        out = res[0] if ok else None
-    if out is None:
-        return None
-    y, z, raw = out
-    bound = dual_bound(obj, lp.A_ub, lp.b_ub, lp.A_eq, np.zeros(lp.A_eq.shape[0]), lp.lb, lp.ub, y, z)
-    return (bound, raw) if math.isfinite(bound) else None
+def _unit(n: int, col: int, sign: float) -> np.ndarray:
+    e = np.zeros(n)
+    e[col] = sign
+    return e
+
+
+def _obbt(net: Network, box, deadline: float | None) -> tuple[object, int]:
+    """Optimisation-based bound tightening of u_l, top layer first, widest McCormick gaps (u width times
+    s width) first, then of g where it straddles 0; each new end is a certified LP bound, intersected
+    with the old enclosure. Only u_l with l <= d - 3 (0-based) and g at depth >= 2 can gain: u_{d-1} =
+    W_d^T c is a constant and u_{d-2} (like g at depth 1) is separable in one layer's slopes, where the
+    LP's maximum equals the interval end."""
+    count = 0
+    if net.depth < 2:
+        return box, count
+    for l in range(net.depth - 3, -1, -1):
+        lp = lifted_lp(net, box)
+        solver = _Solver(lp, deadline)
+        lo, hi = box.u_lo[l].copy(), box.u_hi[l].copy()
+        gap = (hi - lo) * (box.s_hi[l] - box.s_lo[l] + 1e-3)
+        for j in np.argsort(-gap, kind="stable"):
+            if not hi[j] > lo[j]:
+                continue
+            col = lp.u_index[l][j]
+            top, _ = solver.maximum(_unit(lp.shape[1], col, 1.0))
+            bot, _ = solver.maximum(_unit(lp.shape[1], col, -1.0))
+            if top is None or bot is None:
+                break
+            hi[j], lo[j] = min(hi[j], top), max(lo[j], -bot)
+            count += 2
+        box = tighten(net, box, l, lo, hi)
+        if deadline is not None and time.perf_counter() >= deadline:
+            return box, count
+    lp = lifted_lp(net, box)
+    solver = _Solver(lp, deadline)
+    glo, ghi = box.g_lo.copy(), box.g_hi.copy()
+    straddle = np.minimum(-glo, ghi)
+    for i in np.argsort(-straddle, kind="stable"):
+        if straddle[i] <= 0:
+            break
+        top, _ = solver.maximum(_unit(lp.shape[1], lp.g_index[i], 1.0))
+        bot, _ = solver.maximum(_unit(lp.shape[1], lp.g_index[i], -1.0))
+        if top is None or bot is None:
+            break
+        ghi[i], glo[i] = min(ghi[i], top), max(glo[i], -bot)
+        count += 2
+    if np.any(glo > ghi):
+        raise AssertionError("bound tightening produced an empty interval: an enclosure is not rigorous")
+    return dataclasses.replace(box, g_lo=glo, g_hi=ghi), count
 
 
 def run_lifted_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
-    """The lifted McCormick LP, certified from its duals; never above the interval bound."""
+    """The lifted McCormick LP after bound tightening, certified from its duals; never above the
+    interval bound."""
     t_start = time.perf_counter()
     limit = opts.get("time_limit")
     deadline = None if limit is None else t_start + limit
     box = jacobian_box(net, vec, slopes)
     interval = interval_bound(box, norm)
-    lp = lifted_lp(net, box)
-    timings = {"build": time.perf_counter() - t_start}
-    sizes = {"rows": lp.shape[0], "columns": lp.shape[1], "nonzeros": lp.nnz}
+    obbt = opts.get("obbt_seconds", OBBT_SECONDS if limit is None else OBBT_SHARE * limit)
+    box, tightened = _obbt(net, box, t_start + obbt) if obbt > 0 else (box, 0)
+    t_obbt = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    gi = lp.g_index
-    solved, raw = 0, None
+    lp = lifted_lp(net, box)
+    solver = _Solver(lp, deadline)
+    sizes = {"rows": lp.shape[0], "columns": lp.shape[1], "nonzeros": lp.nnz}
+    gi, n = lp.g_index, lp.shape[1]
+    tight = interval_bound(box, norm)  # the interval bound of the tightened box: also valid
+    raw = None
     if norm in ("inf", "2"):
         a, b = chords(box.g_lo, box.g_hi, "abs" if norm == "inf" else "square")
-        obj = np.zeros(lp.shape[1])
+        obj = np.zeros(n)
         obj[gi] = a
-        got = _certified(lp, obj, deadline)
+        got, raw = solver.maximum(obj)
         if got is None:
             raise SolverFailure("the lifted LP gave no solution within the time limit; no bound reported")
-        solved = 1
-        total = sum_up([got[0], *b.tolist()])
-        raw = got[1] + float(b.sum())
+        total = sum_up([got, *b.tolist()])
         value = total if norm == "inf" else up(math.sqrt(max(total, 0.0)))
-        raw = raw if norm == "inf" else math.sqrt(max(raw, 0.0))
-    else:  # q = inf: max_i max(+g_i, -g_i), coordinates by decreasing interval bound
+        if raw is not None:
+            raw = raw + float(b.sum()) if norm == "inf" else math.sqrt(max(raw + float(b.sum()), 0.0))
+    else:  # q = inf: max_i max(+g_i, -g_i), coordinates by decreasing box bound, until none can beat the best
         a = np.maximum(np.abs(box.g_lo), np.abs(box.g_hi))
         order = np.argsort(-a, kind="stable")
-        best, rest = 0.0, 0
+        best = 0.0
         for pos, i in enumerate(order):
             if a[i] <= best:
                 break
-            if solved >= 2 * MAX_NORM1_LPS:
-                rest = max(rest, float(a[order[pos:]].max()))
+            tops = [solver.maximum(_unit(n, gi[i], sign))[0] for sign in (1.0, -1.0)]
+            if any(t is None for t in tops):  # out of time: the rest by their boxes
+                best = max(best, float(a[order[pos:]].max()))
                 break
-            vals = []
-            for sign in (1.0, -1.0):
-                obj = np.zeros(lp.shape[1])
-                obj[gi[i]] = sign
-                got = _certified(lp, obj, deadline)
-                vals.append(a[i] if got is None else min(a[i], got[0]))
-                solved += got is not None
-            best = max(best, *vals)
-            if deadline is not None and time.perf_counter() > deadline:
-                rest = max(rest, float(a[order[pos + 1:]].max(initial=0.0)))
-                break
-        value = max(best, rest)
-        if solved == 0:
-            raise SolverFailure("the lifted LP gave no solution within the time limit; no bound reported")
-    timings["solve_and_certify"] = time.perf_counter() - t0
-    details = {"interval_bound": interval, "lp_bound": value, "lps_solved": solved, "solver": "highs (scipy linprog)"}
-    return MethodOutput(min(value, interval), raw=raw, timings=timings, sizes=sizes, details=details)
+            best = max(best, min(a[i], max(tops)))
+        value = best
+    timings = {"tighten": t_obbt, "solve_and_certify": time.perf_counter() - t0}
+    details = {"interval_bound": interval, "tightened_interval_bound": tight, "lp_bound": value,
+               "lps_solved": solver.solved, "obbt_lps": tightened, "solver": "highs (simplex, warm-started)"}
+    return MethodOutput(min(value, interval, tight), raw=raw, timings=timings, sizes=sizes, details=details)

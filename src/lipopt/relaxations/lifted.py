@@ -79,6 +79,25 @@ def jacobian_box(net: Network, c: np.ndarray, slopes: SlopeBox) -> JacobianBox:
     return box
 
 
+def tighten(net: Network, box: JacobianBox, layer: int, lo: np.ndarray, hi: np.ndarray) -> JacobianBox:
+    """``box`` with u_layer intersected with the enclosure [lo, hi], and v_layer, every lower layer and g
+    recomputed from it (each intersected with its old enclosure: both contain every reachable value)."""
+    u_lo, u_hi, v_lo, v_hi = list(box.u_lo), list(box.u_hi), list(box.v_lo), list(box.v_hi)
+    u_lo[layer], u_hi[layer] = np.maximum(u_lo[layer], lo), np.minimum(u_hi[layer], hi)
+    if np.any(u_lo[layer] > u_hi[layer]):
+        raise AssertionError("bound tightening produced an empty interval: an enclosure is not rigorous")
+    g_lo, g_hi = box.g_lo, box.g_hi
+    for l in range(layer, -1, -1):
+        if l < layer:
+            a, b = transpose_interval(net.weights[l + 1], v_lo[l + 1], v_hi[l + 1])
+            u_lo[l], u_hi[l] = np.maximum(u_lo[l], a), np.minimum(u_hi[l], b)
+        a, b = product_interval(box.s_lo[l], box.s_hi[l], u_lo[l], u_hi[l])
+        v_lo[l], v_hi[l] = np.maximum(v_lo[l], a), np.minimum(v_hi[l], b)
+    a, b = transpose_interval(net.weights[0], v_lo[0], v_hi[0])
+    g_lo, g_hi = np.maximum(g_lo, a), np.minimum(g_hi, b)
+    return JacobianBox(box.s_lo, box.s_hi, tuple(u_lo), tuple(u_hi), tuple(v_lo), tuple(v_hi), g_lo, g_hi)
+
+
 def interval_bound(box: JacobianBox, norm: str) -> float:
     """max ||g||_q over the box of g (q dual to ``norm``), rounded up."""
     a = np.maximum(np.abs(box.g_lo), np.abs(box.g_hi))
