@@ -61,6 +61,12 @@ def _check(seed, depth, act, banded, local, norm):
     fgl = exact_fgl(net, c, norm, slopes).value
     prod = product_bound(net, c, norm, slopes)
     assert out.upper >= fgl * (1 - REL) - 1e-300, (out.upper, fgl)
+    # every plan on its own, closed-form rows only (absolute masses, interval rows), on the raw network
+    ch = forward_chain(net, slopes) if norm == "inf" else transposed_chain(net, c, slopes)
+    for h, at_output in ((0, True), (1, True), (1, False), (2, True), (depth, True)):
+        r = compose_bound(ch, c if norm == "inf" else None, plan_blocks(len(ch.weights), h, at_output), None,
+                          search=False)
+        assert r.upper >= fgl * (1 - REL) - 1e-300, (h, at_output, r.upper, fgl)
     assert out.upper <= prod * (1 + 1e-12) + 1e-300   # both rounded up; the scale-back adds ulps
     # the recursion itself (before the min with the product) is never above the product bound
     scale = out.upper / min(p["value"] for p in out.details["plans"]) if out.upper > 0 else 1.0
@@ -70,10 +76,10 @@ def _check(seed, depth, act, banded, local, norm):
 
 
 def test_sound_and_below_product_quick():
-    """96 nets (each depth 2-5, relu/tanh, dense/banded, global/local, l_inf/l_1 combination once)."""
-    ratios = [_check(*case) for case in list(_cases(3))[::2]]
+    """64 nets (each depth 2-5, relu/tanh, dense/banded, global/local, l_inf/l_1 combination once)."""
+    ratios = [_check(*case) for case in list(_cases(3))[::3]]
     ups, fgls, prods = map(np.array, zip(*ratios))
-    assert len(ups) >= 96
+    assert len(ups) >= 64
     # on these small nets compose is strictly tighter than the product on most cases
     assert np.mean(ups < prods * (1 - 1e-6)) > 0.5
 
@@ -135,7 +141,8 @@ def test_monotone_under_shrinking_box():
                 vals = []
                 for box in (sl, inner):
                     ch = forward_chain(net, box) if norm == "inf" else transposed_chain(net, c, box)
-                    r = compose_bound(ch, c if norm == "inf" else None, plan_blocks(len(ch.weights), h), None)
+                    r = compose_bound(ch, c if norm == "inf" else None, plan_blocks(len(ch.weights), h), None,
+                                      stall=False)
                     assert r.fallback_rows == 0 and r.proved_rows == r.rows
                     vals.append(r.upper)
                 assert vals[1] <= vals[0] * (1 + 1e-12)

@@ -9,6 +9,7 @@ two-layer blocks share the budget; l_1 runs the same recursion on the transposed
 """
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -21,46 +22,59 @@ from ..problem import Problem
 from ..relaxations.compose import compose_bound, forward_chain, plan_blocks, transposed_chain
 from .base import MethodOutput
 
-DEFAULT_SECONDS = 30.0       # without a time limit the row searches share this budget
-FIRST_PLAN_SHARE = 0.4       # of the time: one-hidden-layer blocks first (many cheap searches), then two
+DEFAULT_SECONDS = 10.0       # without a time limit the row searches share this budget
 SECONDS_PER_ROW = 0.05       # auto's estimate per block row search
+MAX_COMPOSITIONS_LOG2 = 7    # chains of at most 8 weights: every placement of the cuts is tried
+CLOSED_FORM_SHARE = 0.4      # of the time at most for the closed-form plans
 
 
 def run_compose(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
-    """min(product bound, compositional bounds of the plans tried within the budget)."""
+    """min(product bound, every block plan with closed-form rows, the best 1-2 layer plan with searches)."""
     t0 = time.perf_counter()
     if norm not in ("inf", "1"):
         raise InvalidInputError(f"compose supports norms inf and 1; got {norm}")
+    layers = opts.get("block_layers")
+    if layers is not None and layers not in (1, 2):
+        raise InvalidInputError(f"block_layers must be 1 or 2; got {layers!r}")
     limit = opts.get("time_limit") or DEFAULT_SECONDS
-    deadline = t0 + 0.95 * limit
+    deadline = t0 + 0.9 * limit
     vec = np.asarray(vec, dtype=np.float64)
     product = product_bound(net, vec, norm, slopes)
     chain = forward_chain(net, slopes) if norm == "inf" else transposed_chain(net, vec, slopes)
     c = vec if norm == "inf" else None
-    plans = _plans(opts.get("block_layers"), net.depth)
-    best, best_plan, tried = product, "product", []
-    for k, h in enumerate(plans):
-        now = time.perf_counter()
-        share = deadline if k == len(plans) - 1 else now + FIRST_PLAN_SHARE * (deadline - now)
-        blocks = plan_blocks(len(chain.weights), h)
-        r = compose_bound(chain, c, blocks, share, seed=opts.get("seed", 0))
-        tried.append({"block_layers": h, "blocks": [list(b) for b in blocks], "value": r.upper,
-                      "row_searches": r.rows, "proved_rows": r.proved_rows, "mass_rows": r.fallback_rows,
-                      "seconds": time.perf_counter() - now})
+    n = len(chain.weights)
+    # closed-form pass: blocks of every length (interval rows need no search), both alignments
+    plans = {}
+    for h in ([layers] if layers else range(0, n)):
+        for at_output in (True, False):
+            plans.setdefault(tuple(plan_blocks(n, h, at_output)), h)
+    if layers is None and n - 1 <= MAX_COMPOSITIONS_LOG2:   # every cut set of a shallow chain
+        for cuts in itertools.product((False, True), repeat=n - 1):
+            ends = [i + 1 for i, cut in enumerate(cuts) if cut] + [n]
+            blocks = tuple(zip([0] + ends[:-1], ends))
+            plans.setdefault(blocks, max(b - a for a, b in blocks) - 1)
+    tried, best, best_name = [], product, "product"
+    for blocks, h in plans.items():
+        if time.perf_counter() > t0 + CLOSED_FORM_SHARE * limit and tried:
+            break
+        r = compose_bound(chain, c, list(blocks), None, search=False)
+        tried.append({"blocks": [list(b) for b in blocks], "value": r.upper, "search": False})
         if r.upper < best:
-            best, best_plan = r.upper, f"{h}-layer blocks"
-    status = "ok"
-    return MethodOutput(best, raw=best, status=status, timings={"compose": time.perf_counter() - t0},
-                        sizes={"blocks": len(plan_blocks(len(chain.weights), plans[-1]))},
-                        details={"algorithm": best_plan, "product_bound": product, "plans": tried})
-
-
-def _plans(block_layers, depth: int) -> list[int]:
-    if block_layers is None:
-        return [1, 2] if depth >= 2 else [1]
-    if block_layers not in (1, 2):
-        raise InvalidInputError(f"block_layers must be 1 or 2; got {block_layers!r}")
-    return [int(block_layers)]
+            best, best_name = r.upper, f"{h}-layer blocks"
+    # search pass on the best plan whose blocks the exact search handles (1-2 hidden layers)
+    searchable = [t for t in tried if all(b - a <= 3 for a, b in t["blocks"])
+                  and any(2 <= b - a <= 3 for a, b in t["blocks"])]
+    if searchable and time.perf_counter() < deadline:
+        pick = min(searchable, key=lambda t: t["value"])
+        now = time.perf_counter()
+        r = compose_bound(chain, c, [tuple(b) for b in pick["blocks"]], deadline, seed=opts.get("seed", 0))
+        tried.append({"blocks": pick["blocks"], "value": r.upper, "search": True, "row_searches": r.rows,
+                      "proved_rows": r.proved_rows, "seconds": time.perf_counter() - now})
+        if r.upper < best:
+            best, best_name = r.upper, f"{max(b - a for a, b in pick['blocks']) - 1}-layer blocks, searched"
+    return MethodOutput(best, raw=best, status="ok", timings={"compose": time.perf_counter() - t0},
+                        sizes={"plans": len(tried)},
+                        details={"algorithm": best_name, "product_bound": product, "plans": tried})
 
 
 def estimate_compose(problem: Problem, opts: dict) -> float | None:

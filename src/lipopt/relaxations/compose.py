@@ -37,7 +37,9 @@ from ..model.network import Network
 from ..polynomial import SlopeBox
 from ..rounding import U, gamma_float, next_up, relative_up
 
-MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows take their absolute-mass bound (no search)
+MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows keep their closed-form bound (no search)
+STALL_ROWS = 6             # searches of a block that must improve a row before the rest are searched
+MAX_INTERVAL_ENTRIES = 30_000_000   # dense interval Jacobians of a block beyond this: absolute masses only
 
 
 @dataclass
@@ -76,15 +78,17 @@ def transposed_chain(net: Network, c: np.ndarray, slopes: SlopeBox) -> Chain:
                  [np.asarray(x, float) for x in reversed(slopes.hi)], err)
 
 
-def plan_blocks(n_weights: int, hidden_per_block: int) -> list[tuple[int, int]]:
-    """Blocks of at most hidden_per_block + 1 consecutive weights, full blocks at the output end (the
-    output block is one search, the others one search per row)."""
+def plan_blocks(n_weights: int, hidden_per_block: int, at_output: bool = True) -> list[tuple[int, int]]:
+    """Blocks of at most hidden_per_block + 1 consecutive weights; the full blocks start at the output
+    end (``at_output``) or at the input end (the short block is then the output block)."""
     size = hidden_per_block + 1
-    cuts, b = [], n_weights
-    while b > 0:
-        cuts.append((max(0, b - size), b))
-        b -= size
-    return cuts[::-1]
+    if at_output:
+        cuts, b = [], n_weights
+        while b > 0:
+            cuts.append((max(0, b - size), b))
+            b -= size
+        return cuts[::-1]
+    return [(a, min(n_weights, a + size)) for a in range(0, n_weights, size)]
 
 
 def _prop(ch: Chain, a: int, b: int, r: np.ndarray) -> np.ndarray:
@@ -133,6 +137,32 @@ def _sub_network(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array) -
     return Network(tuple(sub), tuple(np.zeros(W.shape[0]) for W in sub), acts), box
 
 
+def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarray) -> np.ndarray | None:
+    """Per row of R (the block's last weight, or the output row c^T W_{b-1}): an upper bound on
+    sup_s sum_k w_k |(R S_{b-2} W_{b-2} ... S_a' W_a)_{:,k}| by interval matrix products, entry by entry
+    J <- W^+ [S J] - W^- [S J] from J = W_a (exact in every entry for one hidden layer: the range of
+    sum_j a_j s_j W_jk). Float error: each entry is within 2 (layers) gamma_N of its absolute mass,
+    summed with the weights w this is at most 2 (layers) gamma_N masses (covered 2x). None if too large."""
+    Wa = ch.weights[a]
+    if R.shape[0] * Wa.shape[1] > MAX_INTERVAL_ENTRIES or max(W.shape[0] for W in ch.weights[a:b]) * \
+            Wa.shape[1] > MAX_INTERVAL_ENTRIES:
+        return None
+    L = Wa.toarray()
+    U = L
+    for l in range(a + 1, b):
+        lo, hi = ch.lo[l - 1][:, None], ch.hi[l - 1][:, None]
+        cand = (lo * L, hi * L, lo * U, hi * U)
+        SL, SU = np.minimum.reduce(cand), np.maximum.reduce(cand)
+        M = sp.csr_array(ch.weights[l] if l < b - 1 else R)
+        Mp, Mn = M.maximum(0), (-M).maximum(0)
+        L, U = Mp @ SL - Mn @ SU, Mp @ SU - Mn @ SL
+    raw = np.maximum(np.abs(L), np.abs(U)) @ w
+    layers = b - a
+    N = max(W.shape[1] for W in ch.weights[a:b]) + 4
+    out = raw * (1 + 2 * gamma_float(Wa.shape[1] + 2)) + 4 * layers * gamma_float(N) * masses
+    return np.asarray([relative_up(float(x), 4) for x in np.atleast_1d(out)])
+
+
 def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mass: float, margin: float,
                seconds: float | None, seed: int) -> tuple[float, str]:
     """sup_s ||last S_{b-1} ... W_a diag(w)||_1 <= the returned value ("optimal", "bracket" or "mass")."""
@@ -155,15 +185,19 @@ def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mas
 
 
 def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]], deadline: float | None,
-                  seed: int = 0) -> ComposeResult:
-    """The recursion of the module docstring over ``blocks``. With ``c`` the output block is one search
-    with c (l_inf); without, every block is a row block and the result is max_j rho_K(j) (l_1)."""
+                  seed: int = 0, search: bool = True, stall: bool = True) -> ComposeResult:
+    """The recursion of the module docstring over ``blocks``. With ``c`` the output block carries c
+    (l_inf); without, every block is a row block and the result is max_j rho_K(j) (l_1). Every row
+    first gets min(absolute mass, interval bound); with ``search`` the exact FGL search then runs on
+    the rows of 1-2 hidden-layer blocks, most important first (rho_i times the absolute path mass from
+    the row to the output), each with its share of the time left, until the deadline; with ``stall``
+    a block's searches stop after STALL_ROWS without improvement or one overrunning its share."""
     res = ComposeResult(0.0, blocks)
     rho = np.ones(ch.weights[0].shape[1])
     err = np.asarray(ch.first_error, float)
-    total_rows = sum(ch.weights[b - 1].shape[0] for a, b in blocks[:-1]) + (1 if c is not None else
-                                                                            ch.weights[-1].shape[0])
-    done_rows = 0
+    searchable = [k for k, (a, b) in enumerate(blocks) if 2 <= b - a <= 3]
+    rows_left = sum(1 if (k == len(blocks) - 1 and c is not None) else ch.weights[blocks[k][1] - 1].shape[0]
+                    for k in searchable)
     for k, (a, b) in enumerate(blocks):
         w = rho if a == 0 else next_up(_mag(ch, a - 1) * rho)
         # first weight W_a diag(w) in floats: r1 bounds |exact first weight| w, e1 bounds |E| 1 (u |W_a| w
@@ -171,39 +205,65 @@ def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]]
         extra = err * w[0] if a == 0 else 0.0
         r1 = abs(ch.weights[a]) @ w + extra
         e1 = 2 * U * (abs(ch.weights[a]) @ w) + extra
-        if k == len(blocks) - 1 and c is not None:          # the output block: one search with c
+        out_block = k == len(blocks) - 1 and c is not None
+        if out_block:                                     # the output block: one row, c^T W_{b-1}
             Wl = ch.weights[b - 1]
             v = Wl.T @ c
             lerr = 2 * gamma_float(len(c) + 2) * (abs(Wl).T @ np.abs(c))   # |fl(W^T c) - W^T c|, doubled
             lab = np.abs(v) + lerr
-            rows = [sp.csr_array(v.reshape(1, -1))]
+            R = sp.csr_array(v.reshape(1, -1))
             if b - a == 1:
-                masses = _ups(lab @ w, ch, a, b)
-                margins = np.zeros(1)
+                masses, margins = _ups(lab @ w, ch, a, b), np.zeros(1)
             else:
                 pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
                 masses = _ups(lab @ pr, ch, a, b)
                 margins = _ups(lab @ pe + lerr @ (pr + pe), ch, a, b)
         else:
-            Wl = sp.csr_array(ch.weights[b - 1])
-            rows = [Wl[[i]] for i in range(Wl.shape[0])]
+            R = sp.csr_array(ch.weights[b - 1])
             if b - a == 1:
-                masses, margins = _ups(r1, ch, a, b), np.zeros(len(rows))
+                masses, margins = _ups(r1, ch, a, b), np.zeros(R.shape[0])
             else:
                 pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
-                masses, margins = _ups(abs(Wl) @ pr, ch, a, b), _ups(abs(Wl) @ pe, ch, a, b)
-        new = np.zeros(len(rows))
-        for i, last in enumerate(rows):
-            seconds = None
-            if deadline is not None:
-                seconds = (deadline - time.perf_counter()) / max(1, total_rows - done_rows)
-            done_rows += 1
-            value, how = _row_bound(ch, a, b, w, last, float(masses[i]), float(margins[i]), seconds, seed)
-            if b - a > 1 and masses[i] > 0:
+                masses, margins = _ups(abs(R) @ pr, ch, a, b), _ups(abs(R) @ pe, ch, a, b)
+        bound = masses.copy()
+        if b - a > 1:
+            iv = _interval_rows(ch, a, b, w, R, masses)
+            if iv is not None:
+                bound = np.minimum(bound, np.asarray([relative_up(float(x), 2) for x in iv + margins]))
+        if search and k in searchable and np.any(bound > 0):
+            order = np.argsort(-(bound * _downstream(ch, c, b)), kind="stable") if not out_block else [0]
+            tried = improved = 0
+            overran = False
+            for i in order:
+                if stall and ((tried >= STALL_ROWS and improved == 0) or overran):   # search useless or too slow here
+                    rows_left -= 1
+                    continue
+                seconds = None
+                if deadline is not None:
+                    seconds = (deadline - time.perf_counter()) / max(1, rows_left)
+                    if seconds < MIN_ROW_SECONDS:
+                        break
+                rows_left -= 1
+                if bound[i] == 0:
+                    continue
+                t1 = time.perf_counter()
+                value, how = _row_bound(ch, a, b, w, R[[i]], float(bound[i]), float(margins[i]), seconds, seed)
+                overran = seconds is not None and time.perf_counter() - t1 > 2 * seconds + 0.05
                 res.rows += 1
                 res.proved_rows += how == "optimal"
                 res.fallback_rows += how == "mass"
-            new[i] = value
-        rho = new
+                tried += 1
+                improved += value < bound[i] * (1 - 1e-6)
+                bound[i] = min(bound[i], value)
+        rho = bound
     res.upper = float(rho[0]) if c is not None else float(rho.max(initial=0.0))
     return res
+
+
+def _downstream(ch: Chain, c: np.ndarray | None, b: int) -> np.ndarray:
+    """Absolute path mass from each row of W_{b-1} to the output (|c| or all ones): a row's weight in
+    the final value, to order the searches."""
+    v = np.abs(c) if c is not None else np.ones(ch.weights[-1].shape[0])
+    for l in range(len(ch.weights) - 1, b - 1, -1):
+        v = _mag(ch, l - 1) * (abs(ch.weights[l]).T @ v)
+    return v
