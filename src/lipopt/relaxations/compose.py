@@ -141,13 +141,13 @@ def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarr
     """Per row of R (the block's last weight, or the output row c^T W_{b-1}): an upper bound on
     sup_s sum_k w_k |(R S_{b-2} W_{b-2} ... S_a' W_a)_{:,k}| by interval matrix products, entry by entry
     J <- W^+ [S J] - W^- [S J] from J = W_a (exact in every entry for one hidden layer: the range of
-    sum_j a_j s_j W_jk). Float error: each entry is within 2 (layers) gamma_N of its absolute mass,
+    sum_j a_j s_j W_jk), and for two hidden layers also from the row's side; the smaller. Float error: each entry is within 2 (layers) gamma_N of its absolute mass,
     summed with the weights w this is at most 2 (layers) gamma_N masses (covered 2x). None if too large."""
     Wa = ch.weights[a]
     if R.shape[0] * Wa.shape[1] > MAX_INTERVAL_ENTRIES or max(W.shape[0] for W in ch.weights[a:b]) * \
             Wa.shape[1] > MAX_INTERVAL_ENTRIES:
         return None
-    L = Wa.toarray()
+    L = Wa.toarray()                                   # forward: J <- M [S J], from J = W_a
     U = L
     for l in range(a + 1, b):
         lo, hi = ch.lo[l - 1][:, None], ch.hi[l - 1][:, None]
@@ -157,6 +157,17 @@ def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarr
         Mp, Mn = M.maximum(0), (-M).maximum(0)
         L, U = Mp @ SL - Mn @ SU, Mp @ SU - Mn @ SL
     raw = np.maximum(np.abs(L), np.abs(U)) @ w
+    if b - a > 2:                                      # backward: V <- [V S] M, from V = R (another bound)
+        L = R.toarray()
+        U = L
+        for l in range(b - 1, a, -1):
+            lo, hi = ch.lo[l - 1][None, :], ch.hi[l - 1][None, :]
+            cand = (lo * L, hi * L, lo * U, hi * U)
+            SL, SU = np.minimum.reduce(cand), np.maximum.reduce(cand)
+            M = sp.csr_array(ch.weights[l - 1])
+            Mp, Mn = M.maximum(0), (-M).maximum(0)
+            L, U = (Mp.T @ SL.T - Mn.T @ SU.T).T, (Mp.T @ SU.T - Mn.T @ SL.T).T
+        raw = np.minimum(raw, np.maximum(np.abs(L), np.abs(U)) @ w)
     layers = b - a
     N = max(W.shape[1] for W in ch.weights[a:b]) + 4
     out = raw * (1 + 2 * gamma_float(Wa.shape[1] + 2)) + 4 * layers * gamma_float(N) * masses
