@@ -24,9 +24,7 @@ from lipopt.baselines.sampling import sampled_lower_bound
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_fgl_auto
 from lipopt.model.random import random_network
-from lipopt.relaxations.lipsdp import lipsdp_neuron
-from lipopt.relaxations.moments import order2_bound
-from lipopt.relaxations.shor import shor_bound
+from lipopt.methods.sdp import lipsdp_neuron, order2_bound, shor_bound
 
 
 def table_linf(seeds, exact_time, lp):

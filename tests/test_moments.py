@@ -13,8 +13,8 @@ from lipopt.errors import InvalidInputError
 from lipopt.exact.enumerate import exact_fgl
 from lipopt.model.random import random_network
 from lipopt.polynomial import global_slopes
-from lipopt.relaxations.moments import moment_system, neuron_cliques, order2_bound, sign_polynomial, to_sdp
-from lipopt.relaxations.shor import shor_bound
+from lipopt.methods.sdp import order2_bound, shor_bound
+from lipopt.relaxations.moments import moment_system, neuron_cliques, sign_polynomial, to_sdp
 from lipopt.solvers.sdp import solve_sdp
 
 

@@ -55,3 +55,27 @@ def test_relaxations_import_neither_certify_nor_solver_functions(path):
         assert not (tail.startswith("certify") or "lipopt.certify" in module), (path.name, module)
         if tail.startswith("solvers") or "lipopt.solvers" in module:
             assert set(names) <= PROGRAM_TYPES, (path.name, module, names)
+
+
+def all_imports_outside_reexports(path: Path):
+    """(module, names) of every import in the file, inside functions too, except the lazy one-release
+    re-exports of a module ``__getattr__``."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
+            for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            yield "." * node.level + (node.module or ""), [a.name for a in node.names]
+
+
+@pytest.mark.parametrize("path", sorted(RELAXATIONS.glob("*.py")), ids=lambda p: p.name)
+def test_relaxations_never_solve_or_certify(path):
+    """ARCHITECTURE step 4: relaxations build programs; methods solve and certify them (not even a
+    function-local import of a solver or certifier in relaxations/)."""
+    for module, names in all_imports_outside_reexports(path):
+        tail = module.lstrip(".")
+        assert not (tail.startswith("certify") or "lipopt.certify" in module), (path.name, module)
+        if tail.startswith("solvers") or "lipopt.solvers" in module:
+            assert set(names) <= PROGRAM_TYPES, (path.name, module, names)

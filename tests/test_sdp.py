@@ -11,9 +11,8 @@ from lipopt.certify.gram import certify_gram, lambda_min_lower_bound
 from lipopt.domain import Box, local_slopes
 from lipopt.errors import InvalidInputError, SolverFailure
 from lipopt.exact.enumerate import exact_fgl
-from lipopt.relaxations.lipsdp import lipsdp_neuron
-from lipopt.relaxations.moments import order2_bound
-from lipopt.relaxations.shor import shor_bound, shor_sdp, shor_system
+from lipopt.methods.sdp import lipsdp_neuron, order2_bound, shor_bound
+from lipopt.relaxations.shor import shor_sdp, shor_system
 from lipopt.solvers import sdp as sdp_mod
 from lipopt.solvers.base import Status
 from lipopt.solvers.sdp import SDPSolution, SemidefiniteProgram, installed_sdp_solvers, solve_sdp

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..errors import SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
 from ..scaling import normalise, scale_details
+from ..solvers.sdp import solve_for_multipliers
 
 CLOSE_GAP = 1e-7             # upper - lower <= CLOSE_GAP |lower| (+ rounding) counts as proved (IPM LPs
                              # without crossover certify to ~1e-8 relative)
@@ -64,3 +66,14 @@ def normalised(runner, forward: bool = False):
         return replace(out, upper=sc.up(out.upper), raw=sc.nearest(out.raw),
                        lower=sc.down(out.lower), details=scale_details(out.details, sc))
     return run
+
+
+def solve_and_certify(sdp, certify, solver: str, time_limit: float | None, threads: int | None = None,
+                      tolerance: float | None = None):
+    """The one solve-and-certify step of the SDP methods: the solver's multipliers y of ``sdp`` (SeDuMi
+    form), then ``certify(y)``, a bound valid in exact arithmetic for any y. Returns (solution,
+    certificate, {"solve", "certify"} seconds); SolverFailure when the solver returned nothing usable."""
+    sol = solve_for_multipliers(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
+    t0 = time.perf_counter()
+    cert = certify(sol.y)
+    return sol, cert, {"solve": sol.seconds, "certify": time.perf_counter() - t0}

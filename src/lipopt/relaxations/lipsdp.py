@@ -19,7 +19,6 @@ root of that, rounded up.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +29,7 @@ from ..model.network import Network
 from ..rounding import TINY, U, gamma, sum_up, up
 from ..slopes import SlopeBox
 from .quadratic import Affine, GramSystem, _stack, check_c, check_slopes, products
-from .shor import MAX_ORDER, SDPBound, solve_gram
+from .shor import MAX_ORDER
 
 
 def _norm2_upper(W: sp.csr_array) -> float:
@@ -42,11 +41,9 @@ def _norm2_upper(W: sp.csr_array) -> float:
     return min(fro, up(math.sqrt(up(one * inf))))
 
 
-def lipsdp_neuron(net: Network, c, slopes: SlopeBox | None = None, solver: str = "sdpa",
-                  time_limit: float | None = None, *, threads: int | None = None,
-                  tolerance: float | None = None) -> SDPBound:
-    """Certified LipSDP-Neuron upper bound on the l2 Lipschitz constant of c^T f over the slope box."""
-    t0 = time.perf_counter()
+def lipsdp_system(net: Network, c, slopes: SlopeBox | None = None) -> tuple[GramSystem, int]:
+    """The LipSDP-Neuron LMI as a GramSystem in xi (rho on the dx_0 block via ``lead``), and the number of
+    neuron multipliers; ``methods.sdp.lipsdp_neuron`` solves and certifies it."""
     c = check_c(net, c)
     slopes = check_slopes(net, slopes)
     d = net.depth
@@ -99,16 +96,4 @@ def lipsdp_neuron(net: Network, c, slopes: SlopeBox | None = None, solver: str =
     R2 = sum_up(terms)
     system = GramSystem(order=N, Q=Q[0], Q_err=Q[1], G=G[0], G_err=G[1],
                         H=sp.csr_array((0, N * N)), H_err=sp.csr_array((0, N * N)), R2=R2, lead=lead)
-    t_build = time.perf_counter() - t0
-    remaining = None if time_limit is None else float(time_limit) - t_build
-    if remaining is not None and remaining <= 0:
-        from ..errors import SolverFailure
-        raise SolverFailure("time limit reached while building LipSDP")
-    sol, cert, tim = solve_gram(system, solver, remaining, threads, tolerance)
-    rho = max(cert.upper, 0.0)
-    L = up(math.sqrt(rho))
-    return SDPBound(upper=L, raw=math.sqrt(max(cert.lam, 0.0)), status=sol.status.value, method="lipsdp-neuron",
-                    norm="2", sizes={"order": N, "multipliers": m, "constraints": 1 + m},
-                    timings={"build": t_build, **tim, "total": time.perf_counter() - t0},
-                    details={"solver": sol.solver, "rho": cert.upper, "rho_raw": cert.lam, "nu": cert.nu,
-                             "penalty": cert.penalty, "R2": R2, "clipped": cert.clipped, **sol.info})
+    return system, m

@@ -29,19 +29,17 @@ entry of m_k is +-1. Coefficient errors of p, q and the rounding of Z = C + L y 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InvalidInputError, SolverFailure
+from ..errors import InvalidInputError
 from ..model.network import Network
 from ..rounding import TINY, U, gamma, next_up
 from ..slopes import SlopeBox
 from ..solvers.sdp import SemidefiniteProgram
 from .quadratic import build_model, check_c, check_slopes, gradient_forms
-from .shor import SDPBound
 
 MAX_VARIABLES = 2000   # order of the Shor block
 MAX_MULTIPLIERS = 20_000  # free SDP multipliers (the Schur complement is m x m)
@@ -278,18 +276,13 @@ def to_sdp(system: MomentSystem) -> SemidefiniteProgram:
     return SemidefiniteProgram(c=np.concatenate(c_parts), A=A, b=b, l=0, s=tuple(system.orders))
 
 
-def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "inf", solver: str = "sdpa",
-                 time_limit: float | None = None, *, clique_size: int = 3, cliques: list | None = None,
-                 threads: int | None = None, tolerance: float | None = None) -> SDPBound:
-    """Certified sparse order-2 bound on the l_inf FGL of c^T f (one hidden layer).
+def order2_system(net: Network, c, slopes: SlopeBox | None = None, norm: str = "inf", *, clique_size: int = 3,
+                  cliques: list | None = None) -> tuple[MomentSystem, SignPolynomial, list]:
+    """The sparse order-2 moment system of the l_inf FGL (one hidden layer), validated and size-checked.
 
     ``clique_size`` q: one clique per free hidden neuron (itself and its q - 1 strongest inputs);
-    q = 1 gives the order-1 (Shor) bound. ``cliques`` overrides the choice (sorted variable tuples)."""
-    # solve and certify: orchestration that moves to methods/ (ARCHITECTURE step 4); imported here so that
-    # relaxations never import certify or solver functions at module level
-    from ..certify.moments import certify_moments
-    from ..solvers.sdp import solve_for_multipliers
-    t0 = time.perf_counter()
+    q = 1 gives the order-1 (Shor) bound. ``cliques`` overrides the choice (sorted variable tuples).
+    ``methods.sdp.order2_bound`` solves and certifies it."""
     if norm != "inf":
         raise InvalidInputError("the order-2 SDP bounds the l_inf Lipschitz constant (for l1 the Shor bound is "
                                 "already exact on one hidden layer; for l2 use --method lipsdp)")
@@ -309,22 +302,7 @@ def order2_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "i
     if system.n_multipliers > MAX_MULTIPLIERS:
         raise InvalidInputError(f"the order-2 SDP would have {system.n_multipliers} multipliers "
                                 f"(limit {MAX_MULTIPLIERS}); lower clique_size")
-    sdp = to_sdp(system)
-    t1 = time.perf_counter()
-    remaining = None if time_limit is None else time_limit - (t1 - t0)
-    if remaining is not None and remaining <= 0:
-        raise SolverFailure("time limit reached while building the order-2 SDP")
-    sol = solve_for_multipliers(sdp, solver=solver, time_limit=remaining, threads=threads, tolerance=tolerance)
-    t2 = time.perf_counter()
-    cert = certify_moments(system, sol.y)
-    t3 = time.perf_counter()
-    return SDPBound(upper=cert.upper, raw=cert.lam, status=sol.status.value, method="order2", norm=norm,
-                    sizes={"blocks": len(system.orders), "order": system.orders[0],
-                           "clique_block": max(system.orders[1:], default=0), "cliques": len(cl),
-                           "multipliers": system.n_multipliers, "free_neurons": poly.m},
-                    timings={"build": t1 - t0, "solve": sol.seconds, "certify": t3 - t2, "total": t3 - t0},
-                    details={"solver": sol.solver, "clique_size": clique_size, "penalty": cert.penalty,
-                             "min_nu": float(min(cert.nu)), "message": sol.message, **sol.info})
+    return system, poly, cl
 
 
 # MomentCertificate and certify_moments moved to lipopt.certify.moments; re-exported for one release

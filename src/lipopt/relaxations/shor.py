@@ -7,7 +7,7 @@ w = s o r for deeper nets), and bounded by the Shor SDP in its SOS/dual form
     min lambda  s.t.  Z = lambda e0 e0^T - Q - sum_k mu_k G_k - sum_k nu_k H_k  >= 0,  mu >= 0,
 
 i.e. lambda - P - sum mu g - sum nu h is a sum of squares of affine forms. The reported ``upper`` is
-certified from the solver's multipliers by ``certify.gram.certify_gram`` (any multipliers give a valid
+certified from the solver's multipliers by ``certify.gram.certify_gram`` (in ``methods.sdp``) (any multipliers give a valid
 bound; rounding is bounded rigorously). Norms of the input (the gradient gets the dual norm):
 
 * ``"inf"``: t_i^2 <= 1 (the l_inf FGL, dual norm l1 on the gradient);
@@ -20,19 +20,18 @@ bound; rounding is bounded rigorously). Norms of the input (the gradient gets th
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from .. import memory
-from ..errors import InvalidInputError, SolverFailure
+from ..errors import InvalidInputError
 from ..model.network import Network
 from ..slopes import SlopeBox
 from ..solvers.sdp import SemidefiniteProgram
-from .quadratic import (GramSystem, _select, _stack, build_model, check_c, check_slopes, constant_forms,
-                        gradient_forms, interval, products, radius_squared, shrink, unit_forms)
+from .quadratic import (GramSystem, _stack, build_model, check_c, check_slopes, gradient_forms, products,
+                        radius_squared, shrink, unit_forms)
 
 NORMS = ("inf", "2", "1")
 MAX_ORDER = 3000  # dense Gram matrices of this order cost ~ 70 MB and a few seconds to certify
@@ -79,56 +78,6 @@ def shor_sdp(system: GramSystem) -> SemidefiniteProgram:
     return SemidefiniteProgram(c=c, A=A, b=b, l=m1, s=(N,))
 
 
-def solve_gram(system: GramSystem, solver: str, time_limit: float | None, threads: int | None = None,
-               tolerance: float | None = None):
-    """Solve the Shor SDP of ``system`` and certify; raises SolverFailure without a usable point."""
-    # orchestration that moves to methods/ (ARCHITECTURE step 4); imported here so that relaxations
-    # never import certify or solver functions at module level
-    from ..certify.gram import certify_gram
-    from ..solvers.sdp import solve_for_multipliers
-    t0 = time.perf_counter()
-    sdp = shor_sdp(system)
-    t1 = time.perf_counter()
-    sol = solve_for_multipliers(sdp, solver=solver, time_limit=time_limit, threads=threads, tolerance=tolerance)
-    t2 = time.perf_counter()
-    cert = certify_gram(system, sol.y)
-    t3 = time.perf_counter()
-    return sol, cert, {"build_sdp": t1 - t0, "solve": sol.seconds, "certify": t3 - t2}
-
-
-def shor_bound(net: Network, c, slopes: SlopeBox | None = None, norm: str = "inf", solver: str = "sdpa",
-               time_limit: float | None = None, *, mccormick: bool = True, tt_products: bool = False,
-               threads: int | None = None, tolerance: float | None = None) -> SDPBound:
-    """Certified Shor bound on max P (the FGL of c^T f for the input norm ``norm``).
-
-    ``tt_products`` adds the products (1 +- t_i)(1 +- t_k) >= 0 (i < k) for norm "inf" (RLT-style;
-    O(n_0^2) extra multipliers). ``mccormick`` adds the McCormick products for lifted variables.
-    """
-    t_start = time.perf_counter()
-    if norm not in NORMS:
-        raise InvalidInputError(f"unknown norm {norm!r}; choose inf, 2 or 1")
-    c = check_c(net, c)
-    slopes = check_slopes(net, slopes)
-    deadline = None if time_limit is None else t_start + float(time_limit)
-    if norm == "1":
-        return _shor_l1(net, c, slopes, solver, deadline, mccormick, threads, tolerance, t_start)
-
-    system, model = shor_system(net, c, slopes, norm, mccormick=mccormick, tt_products=tt_products)
-    N = system.order
-    t_build = time.perf_counter() - t_start
-    remaining = None if deadline is None else deadline - time.perf_counter()
-    if remaining is not None and remaining <= 0:
-        raise SolverFailure("time limit reached while building the Shor relaxation")
-    sol, cert, tim = solve_gram(system, solver, remaining, threads, tolerance)
-    timings = {"build": t_build, **tim, "total": time.perf_counter() - t_start}
-    return SDPBound(upper=cert.upper, raw=cert.lam, status=sol.status.value, method="shor", norm=norm,
-                    sizes={"order": N, "ineq": system.n_ineq, "eq": system.n_eq, "lifted": model.n_lifted,
-                           "fixed": model.n_fixed, "constraints": 1 + system.n_ineq + system.n_eq},
-                    timings=timings,
-                    details={"solver": sol.solver, "nu": cert.nu, "penalty": cert.penalty, "R2": cert.R2,
-                             "clipped": cert.clipped, "message": sol.message, **sol.info})
-
-
 def shor_system(net: Network, c, slopes: SlopeBox | None = None, norm: str = "inf", *, mccormick: bool = True,
                 tt_products: bool = False):
     """The Gram system (objective, constraints, R^2) of the Shor relaxation for norm "inf" or "2"."""
@@ -169,38 +118,3 @@ def shor_system(net: Network, c, slopes: SlopeBox | None = None, norm: str = "in
         ineq.insert(0, (G, sp.csr_array((1, nmax * nmax))))
         R2 = radius_squared(model.lo[:N], model.hi[:N], skip=ti, extra=1.0)
     return gram_system(nmax, N, Q, ineq, model.eq, R2), model
-
-
-def _shor_l1(net, c, slopes, solver, deadline, mccormick, threads, tolerance, t_start) -> SDPBound:
-    """max_i |g_i| over the slope box: 2 n_0 signed problems without t (see module docstring)."""
-    model = build_model(net, c, slopes, with_t=False, mccormick=mccormick)
-    nmax, N = len(model.lo), model.ncols
-    r0 = gradient_forms(net, model)
-    n0 = net.widths[0]
-    if model.n_lifted == 0:
-        # every +-g_i is affine in z over a box (one hidden layer): Shor is exact; closed form
-        lo, hi = interval(r0, model.lo, model.hi)
-        up_ = float(np.max(np.maximum(hi, -lo)))
-        return SDPBound(upper=up_, raw=up_, status="optimal", method="shor", norm="1",
-                        sizes={"order": N, "problems": 0}, timings={"total": time.perf_counter() - t_start},
-                        details={"closed_form": True})
-    R2 = radius_squared(model.lo[:N], model.hi[:N])
-    best, best_raw, worst_status, total_solve, order_info = -np.inf, -np.inf, "optimal", 0.0, None
-    one = constant_forms(np.ones(1), np.zeros(1), nmax)
-    for i in range(n0):
-        ri = _select(r0, np.array([i]))
-        for sign in (1.0, -1.0):
-            Q = products(one, ri, np.zeros(1, np.int64), 1, nmax, sign=np.array([sign]))
-            system = gram_system(nmax, N, Q, list(model.ineq), model.eq, R2)
-            remaining = None if deadline is None else deadline - time.perf_counter()
-            if remaining is not None and remaining <= 0:
-                raise SolverFailure("time limit reached during the l1 Shor problems")
-            sol, cert, tim = solve_gram(system, solver, remaining, threads, tolerance)
-            total_solve += tim["solve"]
-            best, best_raw = max(best, cert.upper), max(best_raw, cert.lam)
-            if sol.status.value != "optimal":
-                worst_status = sol.status.value
-            order_info = {"order": N, "ineq": system.n_ineq, "eq": system.n_eq, "problems": 2 * n0,
-                          "lifted": model.n_lifted}
-    return SDPBound(upper=best, raw=best_raw, status=worst_status, method="shor", norm="1", sizes=order_info,
-                    timings={"solve": total_solve, "total": time.perf_counter() - t_start}, details={})
