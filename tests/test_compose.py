@@ -18,7 +18,7 @@ from lipopt.methods.compose import run_compose
 from lipopt.model import build_network, output_vector
 from lipopt.model.random import band_mask
 from lipopt.polynomial import SlopeBox, global_slopes
-from lipopt.relaxations.compose import compose_bound, forward_chain, plan_blocks, transposed_chain
+from lipopt.relaxations.compose import beam_plan, compose_bound, forward_chain, plan_blocks, transposed_chain
 from lipopt.slopes import local_slopes
 
 REL = 1e-12   # a float-evaluated vertex value next to its exact value (widths <= 4, depth <= 5)
@@ -67,6 +67,9 @@ def _check(seed, depth, act, banded, local, norm):
         r = compose_bound(ch, c if norm == "inf" else None, plan_blocks(len(ch.weights), h, at_output), None,
                           search=False)
         assert r.upper >= fgl * (1 - REL) - 1e-300, (h, at_output, r.upper, fgl)
+    value, blocks = beam_plan(ch, c if norm == "inf" else None, None, beam=3, max_len=3)
+    assert value >= fgl * (1 - REL) - 1e-300
+    assert value == compose_bound(ch, c if norm == "inf" else None, blocks, None, search=False).upper
     assert out.upper <= prod * (1 + 1e-12) + 1e-300   # both rounded up; the scale-back adds ulps
     # the recursion itself (before the min with the product) is never above the product bound
     scale = out.upper / min(p["value"] for p in out.details["plans"]) if out.upper > 0 else 1.0

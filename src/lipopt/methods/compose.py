@@ -9,7 +9,6 @@ two-layer blocks share the budget; l_1 runs the same recursion on the transposed
 """
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -19,12 +18,11 @@ from ..errors import InvalidInputError
 from ..model import Network
 from ..polynomial import SlopeBox
 from ..problem import Problem
-from ..relaxations.compose import compose_bound, forward_chain, plan_blocks, transposed_chain
+from ..relaxations.compose import beam_plan, compose_bound, forward_chain, plan_blocks, transposed_chain
 from .base import MethodOutput
 
 DEFAULT_SECONDS = 10.0       # without a time limit the row searches share this budget
 SECONDS_PER_ROW = 0.05       # auto's estimate per block row search
-MAX_COMPOSITIONS_LOG2 = 7    # chains of at most 8 weights: every placement of the cuts is tried
 CLOSED_FORM_SHARE = 0.4      # of the time at most for the closed-form plans
 
 
@@ -48,11 +46,6 @@ def run_compose(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> M
     for h in ([layers] if layers else range(0, n)):
         for at_output in (True, False):
             plans.setdefault(tuple(plan_blocks(n, h, at_output)), h)
-    if layers is None and n - 1 <= MAX_COMPOSITIONS_LOG2:   # every cut set of a shallow chain
-        for cuts in itertools.product((False, True), repeat=n - 1):
-            ends = [i + 1 for i, cut in enumerate(cuts) if cut] + [n]
-            blocks = tuple(zip([0] + ends[:-1], ends))
-            plans.setdefault(blocks, max(b - a for a, b in blocks) - 1)
     tried, best, best_name = [], product, "product"
     for blocks, h in plans.items():
         if time.perf_counter() > t0 + CLOSED_FORM_SHARE * limit and tried:
@@ -61,6 +54,12 @@ def run_compose(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> M
         tried.append({"blocks": [list(b) for b in blocks], "value": r.upper, "search": False})
         if r.upper < best:
             best, best_name = r.upper, f"{h}-layer blocks"
+    if layers is None:                        # cut placement by beam search over the closed-form recursion
+        value, blocks = beam_plan(chain, c, t0 + CLOSED_FORM_SHARE * limit)
+        if blocks and tuple(blocks) not in plans:
+            tried.append({"blocks": [list(b) for b in blocks], "value": value, "search": False, "beam": True})
+            if value < best:
+                best, best_name = value, "beam-searched cuts"
     # search pass on the best plan whose blocks the exact search handles (1-2 hidden layers)
     searchable = [t for t in tried if all(b - a <= 3 for a, b in t["blocks"])
                   and any(2 <= b - a <= 3 for a, b in t["blocks"])]

@@ -195,6 +195,68 @@ def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mas
     return min(value, mass), how
 
 
+def closed_form_rows(ch: Chain, c: np.ndarray | None, a: int, b: int, rho: np.ndarray):
+    """Block (a, b) with the previous row bounds rho: (column weights w, last weight R (the block's, or
+    the output row c^T W_{b-1} when c is given), row bounds min(absolute mass, interval), the float
+    margins a search on a row must add)."""
+    w = rho if a == 0 else next_up(_mag(ch, a - 1) * rho)
+    # first weight W_a diag(w) in floats: r1 bounds |exact first weight| w, e1 bounds |E| 1 (u |W_a| w
+    # for the products, doubled; plus the chain's own first-weight error, transposed chain: W_d^T c)
+    extra = np.asarray(ch.first_error, float) * w[0] if a == 0 else 0.0
+    r1 = abs(ch.weights[a]) @ w + extra
+    e1 = 2 * U * (abs(ch.weights[a]) @ w) + extra
+    if c is not None:                                     # the output block: one row, c^T W_{b-1}
+        Wl = ch.weights[b - 1]
+        v = Wl.T @ c
+        lerr = 2 * gamma_float(len(c) + 2) * (abs(Wl).T @ np.abs(c))   # |fl(W^T c) - W^T c|, doubled
+        lab = np.abs(v) + lerr
+        R = sp.csr_array(v.reshape(1, -1))
+        if b - a == 1:
+            masses, margins = _ups(lab @ w, ch, a, b), np.zeros(1)
+        else:
+            pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
+            masses = _ups(lab @ pr, ch, a, b)
+            margins = _ups(lab @ pe + lerr @ (pr + pe), ch, a, b)
+    else:
+        R = sp.csr_array(ch.weights[b - 1])
+        if b - a == 1:
+            masses, margins = _ups(r1, ch, a, b), np.zeros(R.shape[0])
+        else:
+            pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
+            masses, margins = _ups(abs(R) @ pr, ch, a, b), _ups(abs(R) @ pe, ch, a, b)
+    bound = masses.copy()
+    if b - a > 1:
+        iv = _interval_rows(ch, a, b, w, R, masses)
+        if iv is not None:
+            bound = np.minimum(bound, np.asarray([relative_up(float(x), 2) for x in iv + margins]))
+    return w, R, bound, margins
+
+
+def beam_plan(ch: Chain, c: np.ndarray | None, deadline: float | None, beam: int = 6,
+              max_len: int = 4) -> tuple[float, list[tuple[int, int]]]:
+    """Cut placement by beam search over the closed-form recursion: at every cut the ``beam`` prefixes
+    whose row bounds give the smallest completion by absolute masses (rho . downstream mass) are
+    extended by blocks of 1..max_len weights. Returns the best (value, blocks) found (inf, [] if the
+    deadline passed before any plan was complete)."""
+    n = len(ch.weights)
+    states = {0: [(0.0, np.ones(ch.weights[0].shape[1]), [])]}
+    best = (float("inf"), [])
+    for p in range(n):
+        for _, rho, blocks in sorted(states.pop(p, []), key=lambda t: t[0])[:beam]:
+            for q in range(p + 1, min(n, p + max_len) + 1):
+                if deadline is not None and time.perf_counter() > deadline:
+                    return best
+                last = q == n
+                bound = closed_form_rows(ch, c if (last and c is not None) else None, p, q, rho)[2]
+                plan = blocks + [(p, q)]
+                if last:
+                    value = float(bound[0]) if c is not None else float(bound.max(initial=0.0))
+                    best = min(best, (value, plan), key=lambda t: t[0])
+                else:
+                    states.setdefault(q, []).append((float(bound @ _downstream(ch, c, q)), bound, plan))
+    return best
+
+
 def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]], deadline: float | None,
                   seed: int = 0, search: bool = True, stall: bool = True) -> ComposeResult:
     """The recursion of the module docstring over ``blocks``. With ``c`` the output block carries c
@@ -205,42 +267,12 @@ def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]]
     a block's searches stop after STALL_ROWS without improvement or one overrunning its share."""
     res = ComposeResult(0.0, blocks)
     rho = np.ones(ch.weights[0].shape[1])
-    err = np.asarray(ch.first_error, float)
     searchable = [k for k, (a, b) in enumerate(blocks) if 2 <= b - a <= 3]
     rows_left = sum(1 if (k == len(blocks) - 1 and c is not None) else ch.weights[blocks[k][1] - 1].shape[0]
                     for k in searchable)
     for k, (a, b) in enumerate(blocks):
-        w = rho if a == 0 else next_up(_mag(ch, a - 1) * rho)
-        # first weight W_a diag(w) in floats: r1 bounds |exact first weight| w, e1 bounds |E| 1 (u |W_a| w
-        # for the products, doubled; plus the chain's own first-weight error, transposed chain: W_d^T c)
-        extra = err * w[0] if a == 0 else 0.0
-        r1 = abs(ch.weights[a]) @ w + extra
-        e1 = 2 * U * (abs(ch.weights[a]) @ w) + extra
         out_block = k == len(blocks) - 1 and c is not None
-        if out_block:                                     # the output block: one row, c^T W_{b-1}
-            Wl = ch.weights[b - 1]
-            v = Wl.T @ c
-            lerr = 2 * gamma_float(len(c) + 2) * (abs(Wl).T @ np.abs(c))   # |fl(W^T c) - W^T c|, doubled
-            lab = np.abs(v) + lerr
-            R = sp.csr_array(v.reshape(1, -1))
-            if b - a == 1:
-                masses, margins = _ups(lab @ w, ch, a, b), np.zeros(1)
-            else:
-                pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
-                masses = _ups(lab @ pr, ch, a, b)
-                margins = _ups(lab @ pe + lerr @ (pr + pe), ch, a, b)
-        else:
-            R = sp.csr_array(ch.weights[b - 1])
-            if b - a == 1:
-                masses, margins = _ups(r1, ch, a, b), np.zeros(R.shape[0])
-            else:
-                pr, pe = _prop(ch, a, b, r1), _prop(ch, a, b, e1)
-                masses, margins = _ups(abs(R) @ pr, ch, a, b), _ups(abs(R) @ pe, ch, a, b)
-        bound = masses.copy()
-        if b - a > 1:
-            iv = _interval_rows(ch, a, b, w, R, masses)
-            if iv is not None:
-                bound = np.minimum(bound, np.asarray([relative_up(float(x), 2) for x in iv + margins]))
+        w, R, bound, margins = closed_form_rows(ch, c if out_block else None, a, b, rho)
         if search and k in searchable and np.any(bound > 0):
             order = np.argsort(-(bound * _downstream(ch, c, b)), kind="stable") if not out_block else [0]
             tried = improved = 0
