@@ -1,0 +1,330 @@
+"""Layer-structured feasible points of the LipSDP-Neuron LMI (relaxations.lipsdp), certified blockwise.
+
+The LMI Z(rho, tau) >= 0 of ``lipsdp.py`` is block tridiagonal in xi = (dx_0, ..., dx_d). Writing each
+neuron's slope constraint as (dx - a dz)(b dz - dx) = -dx^2 + 2 m dx dz - p dz^2 (m = (a+b)/2, p = ab):
+
+    Z_00 = rho I + W_0^T T_1 P_1 W_0,   Z_ll = T_l + W_l^T T_{l+1} P_{l+1} W_l,   Z_dd = T_d - u u^T,
+    Z_{l,l-1} = -T_l M_l W_{l-1},       u = W_d^T c.
+
+Z is linear in (rho, tau) except for u u^T, so with tau = rho t: Z >= 0 iff the Schur complements
+Y_0 = I + W_0^T T_1 P_1 W_0, Y_l = T_l + W_l^T T_{l+1} P_{l+1} W_l - T_l M_l W_{l-1} Y_{l-1}^{-1} W_{l-1}^T M_l T_l
+are positive definite and rho >= F(t) = u^T Y_d^{-1} u (sequential Schur complements, O(sum n_l^3)).
+
+Multipliers: ``closed_form`` (ECLipsE-Fast, Xu & Sivaranjani 2024, per-neuron slopes): t_l = 1 / (2 lambda_max
+of M W Y^{-1} W^T M), larger for neurons with a narrow slope interval (where -p dz^2 penalises, a fixed
+neuron's multiplier is best infinite); ``refine``: L-BFGS on log t with the adjoint gradient of F.
+Neurons with slope box [0, 0] output dx = 0 exactly and are removed first (the LMI of the remaining
+coordinates is the restriction of the feasible set). The float value F is never returned: the bound is
+``certify.block_ldl`` on Z(rho, rho t) with rho slightly above F, then rho + max(0, -nu) R^2 as in lipsdp.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from .. import memory
+from ..certify.block_ldl import block_tridiagonal_lambda_min, lipschitz_from_lmi
+from ..errors import InvalidInputError, SolverFailure
+from ..model.network import Network
+from ..rounding import TINY, U, gamma, next_up, sum_up, up
+from ..slopes import SlopeBox
+from .lipsdp import _norm2_upper
+from .quadratic import check_c, check_slopes
+from .shor import SDPBound
+
+NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
+LOG_RANGE = 10.0          # refinement: multipliers within e^+-10 of the closed form
+MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
+
+
+@dataclass
+class LayerData:
+    W: list            # W[l]: dense (n_{l+1} x n_l) on the kept neurons, l = 0..d-1
+    m: list            # per hidden layer: (a + b)/2 (float), kept neurons
+    p: list            # a * b
+    u: np.ndarray      # W_d^T c on the kept neurons of layer d
+    u_err: np.ndarray  # |u - fl(u)| bound
+    R2: float          # >= ||xi||^2 / ||dx_0||^2 over the slope box
+    kept: list         # indices kept per hidden layer
+
+
+def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
+    """The LMI's data; None when some hidden layer has no neuron left (then c^T f is constant: L = 0)."""
+    c = check_c(net, c)
+    slopes = check_slopes(net, slopes)
+    d = net.depth
+    if d == 0:
+        raise InvalidInputError("the layer-structured LipSDP needs at least one hidden layer")
+    kept = [np.flatnonzero((np.asarray(lo) != 0) | (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)]
+    terms, growth = [1.0], 1.0
+    for l in range(1, d + 1):
+        kappa = float(max(np.abs(slopes.lo[l - 1]).max(), np.abs(slopes.hi[l - 1]).max()))
+        growth = up(growth * up(up(kappa * _norm2_upper(net.weights[l - 1])) ** 2))
+        terms.append(growth)
+    R2 = sum_up(terms)
+    if any(len(k) == 0 for k in kept):
+        return None
+    W, m, p = [], [], []
+    for l in range(d):
+        A = net.weights[l].toarray() if hasattr(net.weights[l], "toarray") else np.asarray(net.weights[l])
+        A = A[kept[l]] if l == 0 else A[np.ix_(kept[l], kept[l - 1])]
+        W.append(np.ascontiguousarray(A, dtype=np.float64))
+        a, b = np.asarray(slopes.lo[l], float)[kept[l]], np.asarray(slopes.hi[l], float)[kept[l]]
+        m.append(0.5 * (a + b))
+        p.append(a * b)
+    Wd = net.weights[d].toarray() if hasattr(net.weights[d], "toarray") else np.asarray(net.weights[d])
+    Wd = np.asarray(Wd, float)[:, kept[d - 1]]
+    u = Wd.T @ c
+    u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, kept=kept)
+
+
+def _chol(Y):
+    try:
+        return sla.cho_factor(Y, lower=True, check_finite=False)
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+
+
+def _p_term(W, tp):
+    return (W.T * tp) @ W if np.any(tp) else None
+
+
+def schur_value(data: LayerData, t: list, grad: bool = False):
+    """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt."""
+    d = len(data.W)
+    n0 = data.W[0].shape[1]
+    Y = np.eye(n0)
+    P = _p_term(data.W[0], t[0] * data.p[0])
+    if P is not None:
+        Y = Y + P
+    S_list, Ys = [], []
+    for l in range(1, d + 1):
+        cf = _chol(Y)
+        if cf is None:
+            return (math.inf, None) if grad else math.inf
+        Ys.append((Y, cf))
+        C = (t[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
+        S = sla.cho_solve(cf, C.T, check_finite=False).T              # C Y^{-1}
+        S_list.append(S)
+        Y = -(S @ C.T)
+        Y = 0.5 * (Y + Y.T)
+        Y[np.diag_indices_from(Y)] += t[l - 1]
+        if l < d:
+            P = _p_term(data.W[l], t[l] * data.p[l])
+            if P is not None:
+                Y = Y + P
+    cf = _chol(Y)
+    if cf is None:
+        return (math.inf, None) if grad else math.inf
+    v = sla.cho_solve(cf, data.u, check_finite=False)
+    F = float(data.u @ v)
+    if not grad:
+        return F
+    g = [None] * d
+    G = -np.outer(v, v)                                                # dF/dY_d
+    for l in range(d, 0, -1):
+        S, W = S_list[l - 1], data.W[l - 1]
+        gl = np.diag(G).copy() - 2 * data.m[l - 1] * ((G @ S) * W).sum(axis=1)
+        G = S.T @ G @ S                                                # dF/dY_{l-1}
+        if np.any(data.p[l - 1]):
+            gl += data.p[l - 1] * ((W @ G) * W).sum(axis=1)
+        g[l - 1] = gl
+    return F, g
+
+
+def closed_form(data: LayerData) -> list:
+    """ECLipsE-Fast-style multipliers, layer by layer (rho normalised to 1)."""
+    d = len(data.W)
+    Y = np.eye(data.W[0].shape[1])
+    t = []
+    for l in range(1, d + 1):
+        W, m, p = data.W[l - 1], data.m[l - 1], data.p[l - 1]
+        cf = _chol(Y)
+        if cf is None:
+            raise SolverFailure("the closed-form multipliers lost positive definiteness")
+        V = m[:, None] * W
+        K = V @ sla.cho_solve(cf, V.T, check_finite=False)
+        k = float(sla.eigvalsh(0.5 * (K + K.T), subset_by_index=[K.shape[0] - 1] * 2, check_finite=False)[0])
+        base = 1.0 / (2 * k) if k > 0 else 1.0
+        r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
+        with np.errstate(over="ignore", divide="ignore"):
+            narrow = np.where(r * math.sqrt(NARROW_CAP) > m, (m / np.maximum(r, 1e-300)) ** 2, NARROW_CAP)
+        tl = base * np.clip(narrow, 1.0, NARROW_CAP)
+        t.append(tl)
+        if np.any(p):
+            Y = Y + (W.T * (tl * p)) @ W
+            cf = _chol(Y)
+            if cf is None:
+                raise SolverFailure("the closed-form multipliers lost positive definiteness")
+        C = tl[:, None] * V
+        Y = -(C @ sla.cho_solve(cf, C.T, check_finite=False))
+        Y = 0.5 * (Y + Y.T)
+        Y[np.diag_indices_from(Y)] += tl
+    return t
+
+
+def _lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
+    """L-BFGS with backtracking (Armijo); ``fun`` returns (inf, None) outside its domain, which only
+    shortens the step. Stops when a step cannot decrease f, when f fell by less than ``stall`` over the
+    last ``window`` steps, after ``iters`` steps or at the deadline."""
+    f, g = fun(x)
+    S, Y, history = [], [], [f]
+    for _ in range(iters):
+        q, alphas = g.copy(), []
+        for s, y in reversed(list(zip(S, Y))):
+            a = (s @ q) / (y @ s)
+            alphas.append(a)
+            q -= a * y
+        if S:
+            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+        for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+            q += (a - (y @ q) / (y @ s)) * s
+        direction = -q
+        if g @ direction >= 0:
+            direction, S, Y = -g, [], []
+        step = 1.0 if S else min(1.0, 1.0 / max(1e-300, float(np.abs(g).max())))
+        while True:
+            xn = x + step * direction
+            fn, gn = fun(xn)
+            if math.isfinite(fn) and fn <= f + 1e-4 * step * (g @ direction):
+                break
+            step *= 0.5
+            if step < 1e-14:
+                return x, f
+        s, y = xn - x, gn - g
+        if s @ y > 1e-12 * math.sqrt((s @ s) * (y @ y)):
+            S.append(s)
+            Y.append(y)
+            if len(S) > mem:
+                S.pop(0)
+                Y.pop(0)
+        x, f, g = xn, fn, gn
+        history.append(f)
+        if len(history) > window and history[-window - 1] - f < stall:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return x, f
+
+
+def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500, restarts: int = 3) -> list:
+    """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t;
+    in log t the steps are scale-free); restarted with a fresh memory while that still helps."""
+    cuts = np.cumsum([len(x) for x in t0])[:-1]
+    s0 = np.log(np.concatenate(t0))
+
+    def fun(s):
+        if np.any(np.abs(s - s0) > LOG_RANGE):       # keeps the certificate's blocks well scaled
+            return math.inf, None
+        t = np.split(np.exp(s), cuts)
+        F, g = schur_value(data, t, grad=True)
+        if not math.isfinite(F) or F <= 0:
+            return math.inf, None
+        return math.log(F), np.exp(s) * np.concatenate(g) / F
+
+    x = s0
+    f = fun(x)[0]
+    for _ in range(restarts):
+        x, fn = _lbfgs(fun, x, deadline, max_iter)
+        done = fn > f - 1e-9 or (deadline is not None and time.perf_counter() > deadline)
+        f = fn
+        if done:
+            break
+    return np.split(np.exp(x), cuts)
+
+
+def estimate_bytes(widths) -> float:
+    """Dense blocks held at once: weights, Schur complements, pivots and their bounds (8 bytes, ~12 copies)."""
+    w = [int(x) for x in widths]
+    return 8.0 * 12 * (sum(a * b for a, b in zip(w[:-2], w[1:-1])) + sum(x * x for x in w[:-1]))
+
+
+def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
+    """Certified (rho', L) for Z(rho, rho t), trying rho = F (1 + margin) for the margins in MARGINS."""
+    d = len(data.W)
+    last = None
+    for margin in MARGINS:
+        rho = up(F * (1 + margin))
+        tau = [rho * x for x in t]
+        diag, derr, sub, serr = [], [], [], []
+        for l in range(d + 1):
+            n = data.W[0].shape[1] if l == 0 else len(tau[l - 1])
+            B = np.zeros((n, n))
+            E = np.zeros((n, n))
+            B[np.diag_indices(n)] = rho if l == 0 else tau[l - 1]
+            if l < d and np.any(data.p[l]):
+                W, tp = data.W[l], tau[l] * data.p[l]
+                B += (W.T * tp) @ W
+                aW = np.abs(W)
+                E += 4 * gamma(W.shape[0] + 4) * ((aW.T * np.abs(tp)) @ aW)
+            if l == d:
+                uu = np.outer(data.u, data.u)
+                au, eu = np.abs(data.u), data.u_err
+                B -= uu
+                E += 2 * np.outer(au, eu) + np.outer(eu, eu) + 2 * U * np.abs(uu)
+            E = next_up(E + 4 * U * np.abs(B) + TINY)
+            diag.append(B)
+            derr.append(E)
+            if l >= 1:
+                O = -(tau[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
+                sub.append(O)
+                serr.append(next_up(2 * gamma(4) * np.abs(O) + TINY))
+        bb = block_tridiagonal_lambda_min(diag, derr, sub, serr)
+        rho_c, L = lipschitz_from_lmi(rho, bb.nu, data.R2)
+        info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
+                "residual": bb.residual, "margin": margin}
+        if last is None or L < last[1]:
+            last = (rho_c, L, info)
+        if bb.nu >= 0:
+            break
+    return last
+
+
+def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "fast",
+                  time_limit: float | None = None) -> SDPBound:
+    """Certified l2 bound on c^T f from layer-structured LipSDP multipliers: ``mode`` "fast" (closed form)
+    or "opt" (closed form, then L-BFGS refinement until the time limit)."""
+    t_start = time.perf_counter()
+    if mode not in ("fast", "opt"):
+        raise InvalidInputError(f"mode must be fast or opt; got {mode!r}")
+    memory.require(estimate_bytes(net.widths), f"the layer-structured LipSDP (widths {list(net.widths)})",
+                   "--method product fits")
+    data = layer_data(net, c, slopes)
+    sizes = {"order": int(sum(net.widths[:-1])), "layers": net.depth}
+    if data is None:
+        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
+                        sizes=sizes, timings={"total": time.perf_counter() - t_start},
+                        details={"note": "a hidden layer has every slope 0: c^T f is constant"})
+    if not np.any(data.u) and not np.any(data.u_err):
+        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
+                        sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
+    deadline = None if time_limit is None else t_start + 0.8 * float(time_limit)
+    t = t_fast = closed_form(data)
+    F_fast = schur_value(data, t)
+    t_multipliers = time.perf_counter() - t_start
+    if mode == "opt":
+        t = refine(data, t, deadline)
+    F = schur_value(data, t)
+    if not math.isfinite(F):
+        raise SolverFailure("the layer-structured multipliers are not feasible (a Schur complement is not definite)")
+    t_cert = time.perf_counter()
+    if time_limit is not None and t_cert - t_start > float(time_limit):
+        raise SolverFailure("time limit reached before the layer-structured certificate")
+    rho_c, L, info = certify(data, F, t)
+    if mode == "opt":   # the closed form's point is certified too: refinement can only help the result
+        rho_f, L_f, info_f = certify(data, F_fast, t_fast)
+        if L_f < L:
+            rho_c, L, info = rho_f, L_f, {**info_f, "refined_worse": True}
+    if not math.isfinite(L):
+        raise SolverFailure("the layer-structured certificate is not finite")
+    sizes["kept_neurons"] = int(sum(len(k) for k in data.kept))
+    return SDPBound(upper=L, raw=math.sqrt(max(F, 0.0)), status="ok", method=f"lipsdp-layers-{mode}", norm="2",
+                    sizes=sizes, timings={"multipliers": t_multipliers, "refine": t_cert - t_start - t_multipliers,
+                                          "certify": time.perf_counter() - t_cert,
+                                          "total": time.perf_counter() - t_start},
+                    details={**info, "raw_fast": math.sqrt(max(F_fast, 0.0)), "R2": data.R2})
