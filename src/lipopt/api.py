@@ -16,7 +16,7 @@ from .baselines.patterns import realisable
 from .domain import Ball, count_fixed, local_slopes
 from .errors import InvalidInputError, SolverFailure
 from .methods import METHODS, MethodOutput, check_degree, lower_methods, resolve, run_exact_fgl, upper_methods
-from .model import Network, load, output_vector
+from .model import GraphNetwork, Network, load, output_vector
 from .polynomial import SlopeBox, global_slopes
 from .problem import Budget, Norm, Problem
 from .relaxations.krivine import DEFAULT_MAX_COLUMNS
@@ -135,6 +135,8 @@ def make_problem(net: Network, vec, norm: str, domain, preactivation: str, detai
                  slopes: bool = True) -> Problem:
     """The validated Problem: global derivative ranges, or their ranges over the domain's pre-activation
     bounds (skipped with ``slopes=False`` when only forward evaluations follow)."""
+    if isinstance(net, GraphNetwork):
+        return _graph_problem(net, vec, norm, domain, preactivation, details, slopes)
     if domain is None:
         details["domain"] = "global"
         box = global_slopes(net)
@@ -145,6 +147,19 @@ def make_problem(net: Network, vec, norm: str, domain, preactivation: str, detai
         details.update({"domain": repr_domain(domain), "preactivation": preactivation,
                         "fixed_neurons": count_fixed(box), "hidden_neurons": int(sum(net.widths[1:-1]))})
     return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, preactivation)
+
+
+def _graph_problem(net: GraphNetwork, vec, norm, domain, preactivation, details, slopes) -> Problem:
+    """A graph's Problem: derivative ranges per activation node and the certain max-pool windows over the
+    domain's interval bounds (graph_bounds.graph_slopes)."""
+    from .graph_bounds import graph_slopes
+    box = graph_slopes(net, domain if slopes else None)
+    details["domain"] = "global" if domain is None else repr_domain(domain)
+    if domain is not None and slopes:
+        details.update({"preactivation": "interval", "fixed_neurons": count_fixed(box),
+                        "hidden_neurons": int(sum(net.widths[1:-1])), "fixed_pool_windows":
+                        int(sum((f >= 0).sum() for f in box.fixed.values()))})
+    return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, "interval")
 
 
 def _check_samples(net: Network, samples: int) -> None:

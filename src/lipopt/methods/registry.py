@@ -15,6 +15,7 @@ from ..problem import Budget, Norm, Problem
 from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
+from .graph import GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusal, run_graph_product
 from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
 from .l2 import l2_estimate, l2_opt_estimate, l2_precheck, run_l2_fast, run_l2_opt
@@ -37,8 +38,11 @@ class Capabilities:
     activations: frozenset | None = None             # None: any
     exact_arithmetic: bool = True                    # False: the bound rests on solver tolerances
     check: Callable[[Problem], str | None] | None = None  # further conditions, from shapes only
+    layers: frozenset = frozenset({"chain"})         # network structure: chain, or + add/concat/maxpool (graphs)
 
     def refuse(self, problem: Problem) -> str | None:
+        if layers_refusal(self.layers, getattr(problem.net, "kinds", frozenset())):
+            return layers_refusal(self.layers, problem.net.kinds)
         if problem.norm not in self.norms:
             return f"supports norms {', '.join(sorted(self.norms))}; got {problem.norm}"
         lo, hi = self.depths
@@ -137,7 +141,8 @@ def _lower_runner(name):
 _PWL = frozenset({"relu", "leaky_relu"})
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("product", "product of layer norms", Capabilities(), normalised(run_product), cite="product of operator norms"),
+    Method("product", "product of layer norms", Capabilities(layers=GRAPH_LAYERS),
+           graph_aware(normalised(run_product), run_graph_product), cite="product of operator norms"),
     Method("lp", "LiPopt-{degree} LP", Capabilities(norms=frozenset({"inf"})), normalised(run_lp),
            cite="Latorre, Rolland & Cevher, ICLR 2020", describe=_lp_lines, precheck=lp_precheck,
            options=("degree", "cliques", "solver", "lp_method", "coverage", "max_columns")),
@@ -170,11 +175,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("compose", "compositional blocks ({algorithm})", Capabilities(norms=frozenset({"inf", "1"}), depths=(2, None)),
            normalised(run_compose), cite="per-neuron exact FGL bounds of 1-2 layer blocks, optimal diagonal scaling",
            estimate=estimate_compose, options=("seed", "block_layers")),
-    Method("auto", "auto (best: {best})", Capabilities(), run_auto, cite="the best certified bound in the budget",
+    Method("auto", "auto (best: {best})", Capabilities(layers=GRAPH_LAYERS), run_auto, cite="the best certified bound in the budget",
            describe=_auto_lines),
-    Method("sampling", "sampled gradients", Capabilities(kind="lower"), _lower_runner("sampling"),
+    Method("sampling", "sampled gradients", Capabilities(kind="lower", layers=GRAPH_LAYERS),
+           graph_aware(_lower_runner("sampling"), graph_lower_runner("sampling")),
            options=("samples", "seed")),
-    Method("ascent", "local search + realised FGL maximiser", Capabilities(kind="lower"), _lower_runner("ascent"),
+    Method("ascent", "local search + realised FGL maximiser", Capabilities(kind="lower", layers=GRAPH_LAYERS),
+           graph_aware(_lower_runner("ascent"), graph_lower_runner("ascent")),
            options=("samples", "seed")),
 )}
 

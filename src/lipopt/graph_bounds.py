@@ -1,0 +1,237 @@
+"""Derivative boxes, interval bounds and the product bound over a GraphNetwork.
+
+``GraphSlopes`` is the SlopeBox of a graph: per activation node (in node order, so ``lo``/``hi`` line up with
+``GraphNetwork.act_nodes``) the interval of sigma' of every neuron, and per max-pool node the windows whose
+argmax is certain over the domain (``fixed[node][w]`` = the selected input index, -1 when free).
+
+Interval bounds (outward rounded, ``domain``'s helpers): affine by |W| radius, activations monotone,
+add by a sum rounded outward, concat by stacking, max pooling by [max of lowers, max of uppers]; a window is
+fixed when one input's lower bound beats every other input's upper bound.
+
+Product bound: B(v) >= ||J_{x -> v}||_{p->p} in topological order, every step rounded up:
+affine ||W||_p B(u); activation max|sigma'| B(u); add sum B(u_i); concat max B(u_i) (p = inf) or
+(sum B(u_i)^p)^(1/p); max pooling m^(1/p) B(u) with m the largest number of windows that can select one input
+(the Jacobian picks one input per window: ||J h||_p^p <= m ||h||_p^p). The output: ||c^T J||_q through the
+last affine map exactly (||W^T c||_q B(u)), through an add summed, else B ||c||_q.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .domain import _act_interval, _affine_interval
+from .errors import InvalidInputError
+from .exact.enumerate import dual_norm
+from .model.activations import slope_range
+from .model.graph import GraphNetwork
+from .rounding import gamma_float, gamma_loose, relative_up, sum_up, up, widen_down, widen_up
+from .baselines.product import _REL, _op_norm
+
+ENUMERATION_LIMIT = 2 ** 16     # vertices at most for the brute-force FGL over a graph
+
+
+@dataclass(frozen=True)
+class GraphSlopes:
+    lo: tuple[np.ndarray, ...]      # per activation node
+    hi: tuple[np.ndarray, ...]
+    fixed: dict                     # maxpool node id -> (n_windows,) selected input index or -1 (free)
+
+    def free_windows(self) -> int:
+        return int(sum(np.count_nonzero(f < 0) for f in self.fixed.values()))
+
+
+def global_graph_slopes(g: GraphNetwork) -> GraphSlopes:
+    acts = [g.nodes[i] for i in g.act_nodes]
+    return GraphSlopes(tuple(np.full(n.size, n.act.slope_lo) for n in acts),
+                       tuple(np.full(n.size, n.act.slope_hi) for n in acts),
+                       {i: np.full(g.nodes[i].size, -1, dtype=np.int64) for i in g.pool_nodes})
+
+
+def interval_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[lo, hi] of every node's value over ``domain`` (outward rounded)."""
+    if domain.dim != g.input_size:
+        raise InvalidInputError(f"the domain has dimension {domain.dim} but the network has {g.input_size} inputs")
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, n in enumerate(g.nodes):
+            if n.kind == "input":
+                out.append(tuple(np.asarray(v, dtype=np.float64) for v in domain.bounding_box()))
+                continue
+            ins = [out[j] for j in n.inputs]
+            if n.kind == "affine" and n.inputs[0] == 0:  # the domain's support function: exact for balls
+                slo, shi = domain.support(n.W.toarray())
+                m = gamma_loose(2) * (np.maximum(np.abs(slo), np.abs(shi)) + np.abs(n.b))
+                out.append((widen_down(slo + n.b, m), widen_up(shi + n.b, m)))
+            elif n.kind == "affine":
+                out.append(_affine_interval(n.W, n.b, *ins[0]))
+            elif n.kind == "act":
+                out.append(_act_interval(n.act, *ins[0]))
+            elif n.kind == "add":
+                lo, hi = sum(a for a, _ in ins), sum(b for _, b in ins)
+                m = gamma_loose(len(ins)) * sum(np.maximum(np.abs(a), np.abs(b)) for a, b in ins)
+                out.append((widen_down(lo, m), widen_up(hi, m)))
+            elif n.kind == "concat":
+                out.append((np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins])))
+            else:  # maxpool: max is monotone and exact in floating point
+                lo, hi = ins[0]
+                out.append((_window(lo, n.windows).max(axis=1), _window(hi, n.windows).max(axis=1)))
+    return out
+
+
+def _window(v: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    return np.where(windows >= 0, v[np.maximum(windows, 0)], -np.inf)
+
+
+def local_graph_slopes(g: GraphNetwork, domain) -> GraphSlopes:
+    """Derivative ranges over the interval bounds of ``domain``; certain max-pool windows fixed."""
+    bounds = interval_bounds(g, domain)
+    los, his = [], []
+    for i in g.act_nodes:
+        n = g.nodes[i]
+        zl, zh = bounds[n.inputs[0]]
+        known = np.isfinite(zl) & np.isfinite(zh) & (zl <= zh)  # overflowed bounds leave the neuron free
+        s, t = slope_range(n.act, np.where(known, zl, 0.0), np.where(known, zh, 0.0))
+        los.append(np.where(known, s, n.act.slope_lo))
+        his.append(np.where(known, t, n.act.slope_hi))
+    fixed = {}
+    for i in g.pool_nodes:
+        n = g.nodes[i]
+        lo, hi = bounds[n.inputs[0]]
+        L, H = _window(lo, n.windows), _window(hi, n.windows)
+        best = np.argmax(L, axis=1)
+        rows = np.arange(n.windows.shape[0])
+        others = H.copy()
+        others[rows, best] = -np.inf
+        sure = np.isfinite(L[rows, best]) & (L[rows, best] > others.max(axis=1))
+        fixed[i] = np.where(sure, n.windows[rows, best], -1).astype(np.int64)
+    return GraphSlopes(tuple(los), tuple(his), fixed)
+
+
+def graph_slopes(g: GraphNetwork, domain=None) -> GraphSlopes:
+    return global_graph_slopes(g) if domain is None else local_graph_slopes(g, domain)
+
+
+# -- product bound ---------------------------------------------------------------------------------
+
+def _pool_multiplicity(n, fixed: np.ndarray, size: int) -> int:
+    """Largest number of windows that can select one input: free windows containing it + fixed ones
+    selecting it."""
+    count = np.zeros(size, dtype=np.int64)
+    free = fixed < 0
+    idx = n.windows[free]
+    np.add.at(count, idx[idx >= 0], 1)
+    np.add.at(count, fixed[~free], 1)
+    return int(count.max()) if size else 0
+
+
+def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes) -> list[float]:
+    """B[v] >= ||J_{x -> v}||_{p->p} for every node (module docstring), rounded up."""
+    p = {"inf": math.inf, "2": 2.0, "1": 1.0}[norm]
+    smax = {i: float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0)))
+            for i, lo, hi in zip(g.act_nodes, slopes.lo, slopes.hi)}
+    B = []
+    for i, n in enumerate(g.nodes):
+        ins = [B[j] for j in n.inputs]
+        if n.kind == "input":
+            b = 1.0
+        elif n.kind == "affine":
+            b = relative_up(_op_norm(n.W, norm) * ins[0], 2)
+        elif n.kind == "act":
+            b = relative_up(smax[i] * ins[0], 2)
+            u = g.nodes[n.inputs[0]]
+            if u.kind == "affine":  # ||diag(s) W||_p B(input of W): per-neuron slopes (dead rows vanish)
+                k = g.act_nodes.index(i)
+                s = np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k]))
+                DW = sp.csr_array(sp.diags_array(s) @ u.W)
+                b = min(b, relative_up(relative_up(_op_norm(DW, norm), 2) * B[u.inputs[0]], 2))
+        elif n.kind == "add":
+            b = sum_up(ins)
+        elif n.kind == "concat":
+            b = max(ins) if p == math.inf else sum_up(ins) if p == 1 else relative_up(math.sqrt(sum_up(
+                [relative_up(v * v, 2) for v in ins])), 4)
+        else:
+            m = _pool_multiplicity(n, slopes.fixed[i], g.nodes[n.inputs[0]].size)
+            factor = 1.0 if p == math.inf else float(m) if p == 1 else up(math.sqrt(m))
+            b = relative_up(factor * ins[0], 2)
+        B.append(b)
+    return B
+
+
+def graph_product_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes | None = None) -> float:
+    """Upper bound on sup ||grad c^T f||_q over the slope box (valid in exact arithmetic)."""
+    slopes = slopes if slopes is not None else global_graph_slopes(g)
+    B = node_norm_bounds(g, norm, slopes)
+    q = {"inf": 1, "2": 2, "1": np.inf}[norm]
+    budget = [64]  # recursion through adds: at most this many calls, then the plain bound
+
+    def out(i: int, vec: np.ndarray) -> float:
+        n = g.nodes[i]
+        budget[0] -= 1
+        if budget[0] > 0 and n.kind == "affine":
+            WT = n.W.T
+            gv = np.abs(WT @ vec) + 2 * gamma_float(len(vec) + 2) * (abs(WT) @ np.abs(vec))
+            return relative_up(float(np.linalg.norm(gv, q)) * (1 + _REL) * B[n.inputs[0]], 4)
+        if budget[0] > 0 and n.kind == "add":
+            return sum_up([out(j, vec) for j in n.inputs])
+        if budget[0] > 0 and n.kind == "concat":
+            cuts = np.cumsum([g.nodes[j].size for j in n.inputs])[:-1]
+            return sum_up([out(j, v) for j, v in zip(n.inputs, np.split(vec, cuts))])
+        return relative_up(float(np.linalg.norm(vec, q)) * (1 + _REL) * B[i], 4)
+
+    return out(len(g.nodes) - 1, np.asarray(c, dtype=np.float64))
+
+
+# -- brute force: the FGL over the slope box and the pool simplices (tiny graphs, the tests' reference) --
+
+def jacobian_at(g: GraphNetwork, c: np.ndarray, slopes: list, picks: dict) -> np.ndarray:
+    """Rows c^T J for V given derivative choices: ``slopes`` one (V, size) array per act node, ``picks``
+    per pool node the (V, n_windows) selected input indices; reverse mode with these derivatives."""
+    V = slopes[0].shape[0] if slopes else next(iter(picks.values())).shape[0] if picks else 1
+    adj = [None] * len(g.nodes)
+    adj[-1] = np.tile(np.asarray(c, dtype=np.float64), (V, 1))
+    act_pos = {i: k for k, i in enumerate(g.act_nodes)}
+    for i in range(len(g.nodes) - 1, 0, -1):
+        v, n = adj[i], g.nodes[i]
+        if v is None:
+            continue
+        if n.kind == "affine":
+            parts = [(n.W.T @ v.T).T]
+        elif n.kind == "act":
+            parts = [v * slopes[act_pos[i]]]
+        elif n.kind == "add":
+            parts = [v] * len(n.inputs)
+        elif n.kind == "concat":
+            parts = np.split(v, np.cumsum([g.nodes[j].size for j in n.inputs])[:-1], axis=1)
+        else:
+            w = np.zeros((V, g.nodes[n.inputs[0]].size))
+            np.add.at(w, (np.repeat(np.arange(V), v.shape[1]), picks[i].ravel()), v.ravel())
+            parts = [w]
+        for j, p in zip(n.inputs, parts):
+            adj[j] = p if adj[j] is None else adj[j] + p
+    return adj[0] if adj[0] is not None else np.zeros((V, g.input_size))
+
+
+def enumerate_fgl(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes | None = None,
+                  limit: int = ENUMERATION_LIMIT) -> float:
+    """max ||c^T J||_q over every vertex: each free neuron at an end of its slope interval, each free
+    pool window at one of its inputs (J is multilinear in these; the norm is convex, so a vertex attains
+    the maximum over the box x simplices). Float arithmetic: a reference for tests, not a certificate."""
+    slopes = slopes if slopes is not None else global_graph_slopes(g)
+    free_s = [(k, j) for k, (lo, hi) in enumerate(zip(slopes.lo, slopes.hi)) for j in np.flatnonzero(lo < hi)]
+    free_w = [(i, w) for i in g.pool_nodes for w in np.flatnonzero(slopes.fixed[i] < 0)]
+    choices = [(0, 1)] * len(free_s) + [[int(t) for t in g.nodes[i].windows[w] if t >= 0] for i, w in free_w]
+    total = math.prod(len(ch) for ch in choices)
+    if total > limit:
+        raise InvalidInputError(f"{total} vertices exceed the enumeration limit {limit}")
+    combos = np.array(list(itertools.product(*choices)), dtype=np.int64).reshape(total, len(choices))
+    s = [np.tile(np.asarray(lo, dtype=np.float64), (total, 1)) for lo in slopes.lo]
+    for col, (k, j) in enumerate(free_s):
+        s[k][:, j] = np.where(combos[:, col] == 1, slopes.hi[k][j], slopes.lo[k][j])
+    picks = {i: np.tile(slopes.fixed[i], (total, 1)) for i in g.pool_nodes}
+    for col, (i, w) in enumerate(free_w, start=len(free_s)):
+        picks[i][:, w] = combos[:, col]
+    return float(dual_norm(jacobian_at(g, c, s, picks), norm).max(initial=0.0))
