@@ -114,7 +114,7 @@ def _obbt(net: Network, box, deadline: float | None) -> tuple[object, int]:
     if net.depth < 2:
         return box, count
     for l in range(net.depth - 3, -1, -1):
-        lp = lifted_lp(net, box)
+        lp = lifted_lp(net, box, first=l)  # the layers below u_l only hold consequences of it: left out
         solver = _Solver(lp, deadline)
         lo, hi = box.u_lo[l].copy(), box.u_hi[l].copy()
         gap = (hi - lo) * (box.s_hi[l] - box.s_lo[l] + 1e-3)

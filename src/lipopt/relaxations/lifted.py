@@ -148,28 +148,32 @@ class LiftedLP:
         return int(self.A_ub.nnz + self.A_eq.nnz)
 
 
-def lifted_lp(net: Network, box: JacobianBox) -> LiftedLP:
+def lifted_lp(net: Network, box: JacobianBox, first: int = 0) -> LiftedLP:
     """Columns: per hidden layer (s_l, u_l, v_l), then g. Rows: u_{l-1} - W_{l-1}^T v_l = 0 and
     g - W_0^T v_1 = 0 (u_d is only boxed: W_d^T c is known only up to its enclosure), and per neuron
-    the four McCormick inequalities of v = s * u, each of the form (s - s_a)(u - u_b) signed >= 0."""
+    the four McCormick inequalities of v = s * u, each of the form (s - s_a)(u - u_b) signed >= 0.
+    ``first`` > 0 keeps only the layers first.. (0-based) without g: a relaxation of the part that
+    determines u_first (dropping constraints only enlarges the feasible set), for bound tightening."""
     d = net.depth
-    widths = [len(s) for s in box.s_lo]
+    widths = [len(s) if l >= first else 0 for l, s in enumerate(box.s_lo)]
     offs = np.concatenate([[0], np.cumsum([3 * n for n in widths])]).astype(np.int64)
-    n0 = net.widths[0]
+    n0 = net.widths[0] if first == 0 else 0
     n_cols = int(offs[-1]) + n0
     s_idx = [offs[l] + np.arange(n) for l, n in enumerate(widths)]
     u_idx = [offs[l] + n + np.arange(n) for l, n in enumerate(widths)]
     v_idx = [offs[l] + 2 * n + np.arange(n) for l, n in enumerate(widths)]
     g_idx = offs[-1] + np.arange(n0)
+    kept = range(first, d)
 
-    lb = np.concatenate([np.concatenate([box.s_lo[l], box.u_lo[l], box.v_lo[l]]) for l in range(d)] + [box.g_lo])
-    ub = np.concatenate([np.concatenate([box.s_hi[l], box.u_hi[l], box.v_hi[l]]) for l in range(d)] + [box.g_hi])
+    lb = np.concatenate([np.concatenate([box.s_lo[l], box.u_lo[l], box.v_lo[l]]) for l in kept] + [box.g_lo[:n0]])
+    ub = np.concatenate([np.concatenate([box.s_hi[l], box.u_hi[l], box.v_hi[l]]) for l in kept] + [box.g_hi[:n0]])
 
     # equalities: target - W^T v = 0
-    targets = [u_idx[l - 1] for l in range(1, d)] + [g_idx]
-    sources = [(net.weights[l], v_idx[l]) for l in range(1, d)] + [(net.weights[0], v_idx[0])]
+    targets = [u_idx[l - 1] for l in range(first + 1, d)] + ([g_idx] if first == 0 else [])
+    sources = [(net.weights[l], v_idx[l]) for l in range(first + 1, d)] + ([(net.weights[0], v_idx[0])]
+                                                                           if first == 0 else [])
     row0 = 0
-    rows, cols, vals = [], [], []
+    rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for tgt, (W, src) in zip(targets, sources):
         Wt = sp.coo_array(W.T)
         rows += [row0 + np.arange(len(tgt)), row0 + Wt.row]
@@ -181,7 +185,7 @@ def lifted_lp(net: Network, box: JacobianBox) -> LiftedLP:
     # McCormick: coefficients on (u, s, v) and right-hand sides rounded up
     r_rows, r_cols, r_vals, rhs = [], [], [], []
     row0 = 0
-    for l in range(d):
+    for l in kept:
         sl, sh, ul, uh = box.s_lo[l], box.s_hi[l], box.u_lo[l], box.u_hi[l]
         n = len(sl)
         for cu, cs, cv, b in ((sl, ul, -1.0, next_up(sl * ul)), (sh, uh, -1.0, next_up(sh * uh)),
