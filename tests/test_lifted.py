@@ -166,3 +166,15 @@ def test_api_and_refusal():
         shallow = build_network([np.ones((2, 3))], [np.zeros(2)])
         with pytest.raises(InvalidInputError, match="hidden layer"):
             api.upper_bound(shallow, method=method, output=0, lower=False)
+
+
+def test_time_limit_keeps_the_box_bound():
+    """No time for any LP: the (sound) interval bound is returned with status time_limit, never a
+    failure or a smaller number; for the l1 input norm the coordinates left over keep their boxes."""
+    net = small_network([4, 5, 5, 5, 2], 4)
+    slopes, c = global_slopes(net), np.array([1.0, -1.0])
+    for norm in NORMS:
+        out = run_lifted_lp(net, c, norm, slopes, {"time_limit": 0.0})
+        assert out.status == "time_limit"
+        assert out.upper == run_interval(net, c, norm, slopes, {}).upper
+        assert out.upper >= exact_fgl(net, c, norm, slopes).value * (1 - REL)

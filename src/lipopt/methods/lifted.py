@@ -34,6 +34,7 @@ SECONDS_PER_LP_NONZERO = 2e-5     # HiGHS dual simplex on the lifted LP (measure
 MAX_NORM1_LPS = 64                # l1 input norm: auto's estimate counts this many coordinate LPs
 OBBT_SECONDS = 10.0               # bound tightening without a time limit
 OBBT_SHARE = 0.5                  # of the time limit for bound tightening
+NORM1_SECONDS = 30.0              # l1 input norm without a time limit: the per-coordinate LPs, then boxes
 
 
 def _weights(net: Network) -> int:
@@ -172,26 +173,28 @@ def run_lifted_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
         obj = np.zeros(n)
         obj[gi] = a
         got, raw = solver.maximum(obj)
-        if got is None:
-            raise SolverFailure("the lifted LP gave no solution within the time limit; no bound reported")
-        total = sum_up([got, *b.tolist()])
+        status = "ok" if got is not None else "time_limit"  # then the tightened boxes' bound stands
+        total = math.inf if got is None else sum_up([got, *b.tolist()])
         value = total if norm == "inf" else up(math.sqrt(max(total, 0.0)))
         if raw is not None:
             raw = raw + float(b.sum()) if norm == "inf" else math.sqrt(max(raw + float(b.sum()), 0.0))
     else:  # q = inf: max_i max(+g_i, -g_i), coordinates by decreasing box bound, until none can beat the best
         a = np.maximum(np.abs(box.g_lo), np.abs(box.g_hi))
         order = np.argsort(-a, kind="stable")
-        best = 0.0
+        best, status = 0.0, "ok"
+        if deadline is None:  # up to 2 n_0 LPs: capped even without a time limit
+            solver.deadline = time.perf_counter() + NORM1_SECONDS
         for pos, i in enumerate(order):
             if a[i] <= best:
                 break
             tops = [solver.maximum(_unit(n, gi[i], sign))[0] for sign in (1.0, -1.0)]
             if any(t is None for t in tops):  # out of time: the rest by their boxes
-                best = max(best, float(a[order[pos:]].max()))
+                best, status = max(best, float(a[order[pos:]].max())), "time_limit"
                 break
             best = max(best, min(a[i], max(tops)))
         value = best
     timings = {"tighten": t_obbt, "solve_and_certify": time.perf_counter() - t0}
     details = {"interval_bound": interval, "tightened_interval_bound": tight, "lp_bound": value,
                "lps_solved": solver.solved, "obbt_lps": tightened, "solver": "highs (simplex, warm-started)"}
-    return MethodOutput(min(value, interval, tight), raw=raw, timings=timings, sizes=sizes, details=details)
+    return MethodOutput(min(value, interval, tight), raw=raw, status=status, timings=timings, sizes=sizes,
+                        details=details)
