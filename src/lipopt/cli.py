@@ -220,6 +220,8 @@ def _inspect(args) -> int:
     for L in info["layers"]:
         print(f"  layer {L['layer']}: {L['shape'][0]} x {L['shape'][1]}, {L['nonzeros']:,} nonzeros "
               f"({100 * L['density']:.1f} % dense), {L['activation']}")
+    for line in info.get("graph", ()):  # graph networks: nodes in topological order, skip edges marked
+        print(f"  {line}")
     if "cliques" in info:
         cs = info["clique_size"]
         mono = f"{info['monomials']:,} monomials" if "monomials" in info else f"at most {info['paths']:,} monomials"

@@ -17,6 +17,9 @@ MONOMIAL_COUNT_PATHS = 2_000_000  # build the polynomial for its exact monomial 
 
 
 def summarize(net: Network, c: np.ndarray, degrees=(2, 3, 4, 5), cliques: str = "inputs") -> dict:
+    if not isinstance(net, Network):  # a GraphNetwork: its nodes drawn as text (graph_inspect)
+        from .graph_inspect import graph_summary
+        return graph_summary(net)
     layers = []
     for l, W in enumerate(net.weights):
         size = W.shape[0] * W.shape[1]
