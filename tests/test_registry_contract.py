@@ -268,7 +268,8 @@ def test_every_declared_restriction_has_a_refusal_case():
     """The generator knows every Capabilities field (a new kind of restriction must be added to it)
     and found a violating problem for every restriction, shape checks included."""
     assert {f.name for f in dataclasses.fields(Capabilities)} == {
-        "kind", "norms", "depths", "needs_domain", "domains", "activations", "exact_arithmetic", "check"}
+        "kind", "norms", "depths", "needs_domain", "domains", "activations", "exact_arithmetic", "check",
+        "layers"}  # layers (graph node kinds): refusals of graphs are in tests/test_graph.py
     assert all(spec is not None for _, _, spec in REFUSALS), [(n, w) for n, w, s in REFUSALS if s is None]
     for name, m in METHODS.items():
         c = m.capabilities
