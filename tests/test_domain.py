@@ -13,6 +13,7 @@ from lipopt.exact.enumerate import dual_norm
 from lipopt.model import build_network
 from lipopt.model.activations import ACTIVATIONS, slope_range
 from lipopt.model.network import activation_slope, activation_value
+from lipopt.model.smooth import CRITICAL
 from lipopt.slopes import count_fixed, local_slopes, slope_box
 
 ACTS = sorted(ACTIVATIONS)
@@ -55,6 +56,8 @@ def test_slope_range_exact_and_sound(name):
     z = lo[:, None] + t[None, :] * (hi - lo)[:, None]
     z[:, -1] = hi
     z = np.hstack([z, np.clip(0.0, lo, hi)[:, None]])  # the peak of tanh' / sigmoid'
+    peaks = [v for c in CRITICAL.values() for v in (c, -c)]  # the extrema of gelu' / silu'
+    z = np.hstack([z] + [np.clip(p, lo, hi)[:, None] for p in peaks])
     d = activation_slope(act, z)
     assert np.all(slo[:, None] <= d) and np.all(d <= shi[:, None])
     np.testing.assert_allclose(slo, d.min(axis=1), rtol=0, atol=1e-6)

@@ -125,8 +125,9 @@ def test_other_activations_via_table(kind):
 
 
 def test_non_default_activation_parameter_rejected():
-    model = nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU(0.2), nn.Linear(3, 1))
-    with pytest.raises(InvalidInputError, match="LeakyReLU"):
+    # leaky slopes travel with the activation now (test_activations_new); softplus' threshold cannot
+    model = nn.Sequential(nn.Linear(3, 3), nn.Softplus(threshold=5.0), nn.Linear(3, 1))
+    with pytest.raises(InvalidInputError, match="Softplus.*threshold"):
         from_torch(model)
 
 
@@ -197,12 +198,12 @@ def test_wrong_input_shape_names_layer():
 
 def test_unsupported_layers_listed_in_one_line():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2),
-                          nn.GELU())
+                          nn.Mish())
     with pytest.raises(InvalidInputError) as info:
         from_torch(model, input_shape=(1, 6, 6))
     msg = str(info.value)
     assert "\n" not in msg
-    assert "1 (MaxPool2d)" in msg and "5 (GELU)" in msg
+    assert "1 (MaxPool2d)" in msg and "5 (Mish)" in msg
 
 
 class _Residual(nn.Module):

@@ -43,7 +43,7 @@ from .membership import lerp as _lerp
 from .membership import midpoint as _midpoint
 from .membership import row_norms as _row_norms
 from .membership import rows as _rows
-from .model.activations import Activation, derivative, value
+from .model.activations import Activation, derivative, stationary_points, value, value_range
 from .model.network import Network
 from .rounding import TINY as _TINY
 from .rounding import gamma_loose as _gamma
@@ -337,8 +337,8 @@ def _first_layer(net: Network, domain):
 
 
 def _act_interval(act: Activation, lo, hi):
-    """Outward-rounded [sigma(lo), sigma(hi)] (every supported activation is nondecreasing)."""
-    vlo, vhi = value(act, lo), value(act, hi)
+    """Outward-rounded range of sigma on [lo, hi] ([sigma(lo), sigma(hi)] when sigma is nondecreasing)."""
+    vlo, vhi = value_range(act, lo, hi)
     return _down(vlo, 1e-12 * np.abs(vlo)), _up(vhi, 1e-12 * np.abs(vhi))
 
 
@@ -374,10 +374,12 @@ def _stationary(act: Activation, a: np.ndarray) -> list[np.ndarray]:
     inside = (a > 0) & (a < 1)
     safe = np.where(inside, a, 0.5)
     with np.errstate(all="ignore"):
-        if act.name == "elu":
-            out.append(np.where(inside, np.log(safe), 0.0))
-        elif act.name == "softplus":
-            out.append(np.where(inside, np.log(safe) - np.log1p(-safe), 0.0))
+        if act.name == "elu":  # alpha e^z = a
+            alpha = act.params[0]
+            ok = (a > 0) & (a < alpha)
+            out.append(np.where(ok, np.log(np.where(ok, a, 0.5 * alpha) / alpha), 0.0))
+        elif act.name == "softplus":  # sigmoid(beta z) = a
+            out.append(np.where(inside, (np.log(safe) - np.log1p(-safe)) / act.params[0], 0.0))
         elif act.name == "tanh":
             z = np.arccosh(1.0 / np.sqrt(safe))
             out += [np.where(inside, z, 0.0), np.where(inside, -z, 0.0)]
@@ -387,6 +389,8 @@ def _stationary(act: Activation, a: np.ndarray) -> list[np.ndarray]:
             s = 2.0 * sa / (1.0 + np.sqrt(1.0 - 4.0 * sa))  # smaller root of s (1 - s) = a, no cancellation
             z = np.log1p(-s) - np.log(s)
             out += [np.where(ok, z, 0.0), np.where(ok, -z, 0.0)]
+        elif act.name in ("hardtanh", "gelu", "gelu_tanh", "silu"):  # kinks / the roots on each branch
+            out += stationary_points(act, a)
     return out
 
 
@@ -399,7 +403,7 @@ def _intercept(act: Activation, a, l, u, upper: bool):
     return _up(vals.max(axis=0), m) if upper else _down(vals.min(axis=0), m)
 
 
-_CONVEX = ("relu", "leaky_relu", "elu", "softplus")
+_CONVEX = ("relu", "leaky_relu", "elu", "softplus")  # leaky_relu / elu only with slope / alpha <= 1
 
 
 def relaxation(act: Activation, l, u):
@@ -412,7 +416,7 @@ def relaxation(act: Activation, l, u):
         chord = np.where(wide, (value(act, u) - value(act, l)) / np.where(wide, w, 1.0),
                          derivative(act, mid))
     tangent = derivative(act, mid)
-    if act.name in _CONVEX:
+    if act.name in _CONVEX and (act.name not in ("leaky_relu", "elu") or act.params[0] <= 1.0):
         aU, aL = chord, tangent
     else:  # tanh, sigmoid: convex on z <= 0, concave on z >= 0
         convex, concave = u <= 0, l >= 0

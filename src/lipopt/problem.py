@@ -94,11 +94,13 @@ class Problem:
 
     @property
     def activations(self) -> frozenset[str]:
-        return frozenset(a.name for a in self.net.activations)
+        """What the registry's activation capabilities compare (Activation.family: the name, or the
+        spec of a concave leaky_relu, slope > 1)."""
+        return frozenset(a.family for a in self.net.activations)
 
     @property
     def piecewise_linear(self) -> bool:
-        return self.activations <= {"relu", "leaky_relu"}
+        return {a.name for a in self.net.activations} <= {"relu", "leaky_relu", "hardtanh"}
 
     @property
     def local(self) -> bool:

@@ -57,7 +57,7 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
     for l in range(net.depth):
         A, a = net.weights[l] @ A, net.weights[l] @ a + net.biases[l]
         s = np.asarray(pattern[l], dtype=np.float64)
-        active = s >= net.activations[l].slope_hi
+        active = _active(s, net.activations[l])
         sign = np.where(active, 1.0, -1.0)
         nrm = np.linalg.norm(A, axis=1)
         keep = nrm > 0
@@ -86,5 +86,12 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
 def _has_pattern(net: Network, x: np.ndarray, pattern) -> bool:
     """The activation pattern at x (active iff z > 0) is the requested one."""
     _, zs = net.forward_with_preactivations(x[None, :])
-    return all(np.array_equal(z[0] > 0, np.asarray(s) >= act.slope_hi)
+    return all(np.array_equal(z[0] > 0, _active(np.asarray(s), act))
                for z, s, act in zip(zs, pattern, net.activations))
+
+
+def _active(s: np.ndarray, act) -> np.ndarray:
+    """Slopes of the z > 0 side (1): the top of the box unless a leaky slope > 1 puts 1 at the bottom."""
+    if act.name == "leaky_relu" and act.params[0] > 1.0:
+        return s <= act.slope_lo
+    return s >= act.slope_hi

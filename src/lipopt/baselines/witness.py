@@ -4,7 +4,7 @@ in the domain and where the computed gradient is provably the gradient of f.
 Domain: ``domain.contains_exact(x)`` (exact arithmetic); a point that fails is replaced by
 ``domain.inside_point(x)`` and its gradient recomputed there.
 
-Certain activation pattern. For piecewise-linear activations (relu, leaky_relu) the float gradient at x
+Certain activation pattern. For piecewise-linear activations (relu, leaky_relu, hardtanh) the float gradient at x
 uses the sign of the computed pre-activation z~. It is the gradient of f at x when every pre-activation
 that varies with x has a certain sign: |z~ - z| <= E with the rigorous forward error bound
 
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exact.enumerate import dual_norm
-from ..model.activations import LEAKY_SLOPE, value
+from ..model.activations import value
 from ..model.network import Network
 from ..rounding import DENORM as _DENORM
 from ..rounding import EPS as _EPS
 from ..rounding import next_up
-PIECEWISE_LINEAR = {"relu": 0.0, "leaky_relu": LEAKY_SLOPE}
+PIECEWISE_LINEAR = ("relu", "leaky_relu", "hardtanh")  # leaky_relu: any slope; hardtanh: two kinks
 MOVE_SCALES = (1e-13, 1e-10, 1e-7, 1e-4)   # relative step sizes of the tiny moves
 MOVES_PER_SCALE = 4
 
@@ -66,7 +66,16 @@ def certain_rows(net: Network, X: np.ndarray) -> np.ndarray:
         vz = (absW @ varies.T).T > 0
         act = net.activations[l]
         hz = value(act, z)
-        if act.name in PIECEWISE_LINEAR:
+        if act.name == "hardtanh":  # kinks k != 0: |z~ - k| must beat Ez plus the subtraction's rounding
+            lo_k, hi_k = act.params
+            Ek = next_up(Ez + 4 * _EPS * (np.abs(z) + max(abs(v) for v in act.params if np.isfinite(v))))
+            below, above = z - lo_k < -Ek, z - hi_k > Ek
+            inner = (z - lo_k > Ek) & (z - hi_k < -Ek)
+            ok &= ~np.any(vz & ~(below | above | inner), axis=1)   # NaN counts as ambiguous
+            flat = below | above                                  # clipped: exactly min / max, constant
+            E = np.where(flat, 0.0, Ez)
+            varies = (vz & ~flat).astype(np.float64)
+        elif act.name in PIECEWISE_LINEAR:
             ambiguous = vz & ~(np.abs(z) > Ez)          # NaN counts as ambiguous
             ok &= ~np.any(ambiguous, axis=1)
             negative = z < -Ez
@@ -74,10 +83,13 @@ def certain_rows(net: Network, X: np.ndarray) -> np.ndarray:
                 E = np.where(negative, 0.0, Ez)
                 varies = (vz & ~negative).astype(np.float64)
             else:                                         # alpha z~ rounded: + eps |h~|
-                E = Ez + _EPS * np.abs(hz) + _DENORM
+                E = (Ez if act.lipschitz == 1.0 else next_up(act.lipschitz * Ez)) + _EPS * np.abs(hz) + _DENORM
                 varies = vz.astype(np.float64)
-        else:  # every supported smooth activation is 1-Lipschitz; its evaluation error is a few ulps
+        elif act.lipschitz == 1.0:  # tanh, sigmoid, elu, softplus: 1-Lipschitz, a few ulps of evaluation
             E = Ez + 16 * _EPS * np.abs(hz) + _DENORM
+            varies = vz.astype(np.float64)
+        else:  # gelu, silu, elu with alpha > 1: sup|sigma'| > 1; erfc / sigmoid products: 16 ulps of |z| too
+            E = next_up(act.lipschitz * Ez * (1 + _EPS)) + 16 * _EPS * (np.abs(hz) + np.abs(z)) + _DENORM
             varies = vz.astype(np.float64)
         h = hz
     return ok

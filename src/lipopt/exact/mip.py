@@ -13,7 +13,7 @@ Encoding (every big-M constant comes from sound, outward-rounded bounds):
 * forward: x in X; hidden layer l has z_l = W_{l-1} h_{l-1} + b_{l-1} with bounds [lo, hi] from
   ``domain.linear_bounds``. A neuron with lo > 0 or hi < 0 is stable (its slope is fixed and h = s z is
   an equality row). An unstable neuron (lo <= 0 <= hi) gets a binary a (slope s = alpha + (1 - alpha) a,
-  alpha = 0 for ReLU, 0.01 for leaky ReLU) and the exact big-M encoding of h = sigma(z):
+  alpha = 0 for ReLU, the slope alpha < 1 of a leaky ReLU) and the exact big-M encoding of h = sigma(z):
       h >= z,  h >= alpha z,  h <= z - (1 - alpha) lo (1 - a),  h <= alpha z + (1 - alpha) hi a,
   which forces h = z, z >= 0 when a = 1 and h = alpha z, z <= 0 when a = 0.
 * backward: v_{d+1} = c, u_l = W_l^T v_{l+1}, v_l = s_l * u_l (so g = u_0 = W_0^T v_1 is the gradient).
@@ -80,7 +80,7 @@ from ..model.network import Network
 from ..rounding import EPS, up, widen_down, widen_up
 from .enumerate import dual_norm
 
-SUPPORTED = ("relu", "leaky_relu")  # leaky_relu with 0 <= slope < 1 (convex, h >= 0 on z <= 0)
+SUPPORTED = ("relu", "leaky_relu")  # leaky_relu with slope < 1: h = max(z, alpha z) is convex
 MARGIN_FACTOR = 2.0
 MAX_CUT_ROUNDS = 50  # re-solves after excluding a pattern proven unrealisable
 PROOF_REL = 1e-10   # relative safety of the emptiness proof of a pattern region
@@ -94,8 +94,8 @@ def _left_slope(act) -> float:
 def activation_refusal(net) -> str | None:
     """Why the encoding (h = max(z, alpha z), h in [alpha lo, hi]) does not fit the network, or None."""
     for l, act in enumerate(net.activations):
-        if act.name not in SUPPORTED or not 0.0 <= _left_slope(act) < 1.0:
-            return (f"supports relu and leaky_relu with a slope in [0, 1) only; hidden layer {l + 1} "
+        if act.name not in SUPPORTED or not _left_slope(act) < 1.0:
+            return (f"supports relu and leaky_relu with a slope < 1 only; hidden layer {l + 1} "
                     f"uses {act.spec!r}")
     return None
 
@@ -373,6 +373,9 @@ def build_mip(net: Network, c: np.ndarray, domain, norm: str = "inf", bounds: st
         # h bounds: [sigma(lo), sigma(hi)] (sigma nondecreasing)
         hlo = np.where(lo > 0, lo, al * lo)
         hhi = np.where(hi > 0, hi, al * hi)
+        if al < 0:  # max(z, alpha z) decreases on z < 0: minimum 0 at z = 0, maximum at an end
+            hlo = np.where(lo > 0, lo, np.where(hi < 0, al * hi, 0.0))
+            hhi = np.where(hi > 0, np.maximum(hi, al * lo), al * lo)
         hc = B.cols(_down(hlo), _up(hhi), name=f"h{l + 1}")
         ac = B.cols(np.zeros(U.size), np.ones(U.size), integer=True, name=f"a{l + 1}")
         # stable neurons with a nonzero slope: h - s W h_prev = s b

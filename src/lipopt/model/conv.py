@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidInputError
-from .activations import ACTIVATIONS, check_activation
+from .activations import ACTIVATIONS, make_activation
 from .network import Network, build_network
 
 Shape = tuple[int, ...]
@@ -28,9 +28,10 @@ Shape = tuple[int, ...]
 # Activations: the ONE table from torch module classes / torch functions / ONNX ops to lipopt names.
 
 #: lower-cased torch.nn class name, torch function name or ONNX op type -> (lipopt activation name,
-#: the parameter values that name stands for). Names not (yet) in ACTIVATIONS are rejected by
-#: check_activation, so adding an activation there is enough to make the loaders accept it.
-ACTIVATION_TYPES: dict[str, tuple[str, dict[str, float]]] = {
+#: its parameters with their defaults). Parameters that lipopt's activation carries (activations.
+#: make_activation: negative_slope, alpha, beta, min_val, max_val, approximate) may take any valid value;
+#: the others must equal their default (softplus' threshold: lipopt uses the smooth function).
+ACTIVATION_TYPES: dict[str, tuple[str, dict[str, object]]] = {
     "relu": ("relu", {}),
     "leakyrelu": ("leaky_relu", {"negative_slope": 0.01}),   # torch.nn.LeakyReLU, ONNX LeakyRelu
     "leaky_relu": ("leaky_relu", {"negative_slope": 0.01}),  # torch.nn.functional.leaky_relu
@@ -38,7 +39,12 @@ ACTIVATION_TYPES: dict[str, tuple[str, dict[str, float]]] = {
     "tanh": ("tanh", {}),
     "sigmoid": ("sigmoid", {}),
     "softplus": ("softplus", {"beta": 1.0, "threshold": 20.0}),
+    "hardtanh": ("hardtanh", {"min_val": -1.0, "max_val": 1.0}),
+    "relu6": ("relu6", {}),
+    "gelu": ("gelu", {"approximate": "none"}),              # torch.nn.GELU, ONNX Gelu (opset 20)
+    "silu": ("silu", {}),                                     # torch.nn.SiLU (ONNX: Sigmoid + Mul, fused)
 }
+_CARRIED = {"negative_slope", "alpha", "beta", "min_val", "max_val", "approximate"}
 
 
 def is_activation_type(kind: str) -> bool:
@@ -51,23 +57,25 @@ def _activation_key(kind: str) -> str:
 
 
 def activation_name(kind: str, params: dict | None = None) -> str:
-    """The lipopt activation name of ``kind``; InvalidInputError if unknown, not supported (yet), or if a
-    parameter differs from the value the name stands for (e.g. LeakyReLU(negative_slope=0.2))."""
+    """The lipopt activation spec of ``kind`` with ``params`` (e.g. "leaky_relu:0.2" for
+    LeakyReLU(negative_slope=0.2)); InvalidInputError if unknown, or a parameter is invalid or differs
+    from the only value lipopt supports (softplus' threshold)."""
     entry = ACTIVATION_TYPES.get(_activation_key(kind))
     if entry is None:
         raise InvalidInputError(f"{kind} is not a known activation")
     name, defaults = entry
+    carried = {}
     for key, value in (params or {}).items():
-        if key in defaults and value is not None and not math.isclose(float(value), defaults[key],
-                                                                      rel_tol=1e-6):
+        if key not in defaults or value is None:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode()
+        if key in _CARRIED and (name != "softplus" or key == "beta"):
+            carried[key] = value
+        elif not math.isclose(float(value), defaults[key], rel_tol=1e-6):
             raise InvalidInputError(
                 f"{key}={float(value):g} is not supported, only the default {key}={defaults[key]:g}")
-    try:
-        check_activation(name)  # raises for names not (yet) in ACTIVATIONS
-    except InvalidInputError:
-        raise InvalidInputError(f"activation {name!r} is not supported yet (supported: "
-                                f"{', '.join(supported_activations())})") from None
-    return name
+    return make_activation(name, **carried).spec
 
 
 def supported_activations() -> list[str]:

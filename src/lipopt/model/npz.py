@@ -1,5 +1,8 @@
 """npz model format: arrays W0, b0, ..., W{L-1}, b{L-1} (W of shape (out, in)) and optional
-string array ``activations`` (one per hidden layer, default ReLU).
+string array ``activations`` (one per hidden layer, default ReLU). Each string is an activation spec
+``name[:p1[:p2]]`` (model.activations.check_activation, case-insensitive): relu, leaky_relu[:slope]
+(any finite slope, default 0.01, e.g. "leaky_relu:0.2"), elu[:alpha], softplus[:beta], tanh, sigmoid,
+hardtanh[:min:max] (default -1:1, e.g. "hardtanh:-1:1"), relu6, gelu, gelu_tanh, silu (or swish).
 
 Read without numpy.load: every member's .npy header is parsed first and its declared shape x itemsize checked
 against safety.MEMORY_BUDGET and its dtype against the real numeric kinds, so a forged header is refused
@@ -130,5 +133,5 @@ def save_npz(net: Network, path: str | Path) -> None:
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         out[f"W{l}"] = W.toarray()
         out[f"b{l}"] = b
-    out["activations"] = np.array([a.name for a in net.activations], dtype="U16")
+    out["activations"] = np.array([a.spec for a in net.activations], dtype=str)  # parameters included
     np.savez(path, **out)

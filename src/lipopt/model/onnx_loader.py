@@ -25,11 +25,14 @@ from .conv import (Activation, AdaptiveAvgPool, AvgPool, ChannelAffine, Conv, De
                    Layer, Reshape, activation_name, infer_input_shape, is_activation_type, network_from_layers,
                    supported_activations)
 from .network import Network
+from .onnx_patterns import fuse_activations
 
 SUPPORTED = ("Gemm, MatMul, Add/Sub/Mul/Div by a constant, Conv, AveragePool, GlobalAveragePool, Flatten, "
              "Reshape, BatchNormalization, Identity, Dropout, activations ")  # + the names in ACTIVATIONS
 
-_ACT_ATTRS = {"leakyrelu": {"alpha": "negative_slope"}, "elu": {"alpha": "alpha"}}
+_ACT_ATTRS = {"leakyrelu": {"alpha": "negative_slope"}, "elu": {"alpha": "alpha"},
+              "gelu": {"approximate": "approximate"}}
+_FLT_MAX = 3.0e38  # Clip before opset 11: missing bounds default to -+FLT_MAX (unbounded)
 _BATCH = "N"  # symbolic batch size in shape computations (Shape -> Gather -> Unsqueeze -> Concat -> Reshape)
 
 
@@ -83,9 +86,11 @@ def load_onnx(path, input_shape=None) -> Network:
     layers, unsupported = [], []
     shapes: dict[str, list] = {}  # tensors holding sizes of the data (symbolic batch size _BATCH)
     current = inputs[0].name
-    for k, node in enumerate(graph.node):
+    for k, node in enumerate(fuse_activations(list(graph.node), consts)):
         label = f"{node.name or (node.output[0] if node.output else f'node {k}')} ({node.op_type})"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Clip":  # optional inputs min, max: positions matter
+            attrs["_inputs"] = list(node.input)
         ins = [n for n in node.input if n]
         if node.op_type == "Constant":
             try:
@@ -363,7 +368,33 @@ def _convert(op: str, label: str, ins: list, attrs: dict, consts: dict, shapes: 
                                    ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
         s = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
         return [ChannelAffine(label, s, shift - mean * s)]
+    if op == "Clip":
+        return [Activation(label, _clip_spec(attrs, consts))]
+    if op == "HardSigmoid":  # max(0, min(1, alpha x + beta))
+        return [Elementwise(label, float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))),
+                Activation(label, activation_name("hardtanh", {"min_val": 0.0, "max_val": 1.0}))]
     if is_activation_type(op):
         params = {name: attrs[key] for key, name in _ACT_ATTRS.get(op.lower(), {}).items() if key in attrs}
         return [Activation(label, activation_name(op, params))]
     raise _Unsupported("")
+
+
+def _clip_spec(attrs: dict, consts: dict) -> str:
+    """Clip(x, min, max) (bounds from constant inputs, or attributes before opset 11) as relu / hardtanh."""
+    raw = attrs.get("_inputs", [])
+    bounds = []
+    for i, key, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+        name = raw[i] if i < len(raw) else ""
+        if name:
+            if name not in consts or np.size(consts[name]) != 1:
+                raise _Unsupported(f"{key} must be a constant scalar")
+            v = float(np.asarray(consts[name]).reshape(-1)[0])
+        else:
+            v = float(attrs.get(key, default))
+        bounds.append(-np.inf if v <= -_FLT_MAX else np.inf if v >= _FLT_MAX else v)
+    lo, hi = bounds
+    if lo == 0 and hi == np.inf:
+        return activation_name("relu")
+    if not lo < hi or (np.isinf(lo) and np.isinf(hi)):
+        raise _Unsupported(f"min {lo:g} and max {hi:g} must satisfy min < max with one of them finite")
+    return activation_name("hardtanh", {"min_val": lo, "max_val": hi})

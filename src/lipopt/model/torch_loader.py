@@ -27,10 +27,10 @@ SUPPORTED = ("Linear, Conv1d, Conv2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d/2d
 _IGNORED = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
 _KINDS = ("Linear", "Conv1d", "Conv2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
           "BatchNorm1d", "BatchNorm2d", "Flatten", "Unflatten", "ReLU", "LeakyReLU", "ELU", "Tanh", "Sigmoid",
-          "Softplus") + _IGNORED
+          "Softplus", "Hardtanh", "ReLU6", "GELU", "SiLU", "Hardsigmoid") + _IGNORED
 # parameters of the activations, in the order of the functional form's positional arguments
 _ACT_PARAMS = {"leakyrelu": ("negative_slope",), "leaky_relu": ("negative_slope",), "elu": ("alpha",),
-               "softplus": ("beta", "threshold")}
+               "softplus": ("beta", "threshold"), "hardtanh": ("min_val", "max_val"), "gelu": ("approximate",)}
 # TorchScript traced modules keep no hyper-parameters: read them from the aten op of their graph
 _TRACED_OPS = {
     "Conv1d": ("aten::_convolution", {"stride": 3, "padding": 4, "dilation": 5, "groups": 8}),
@@ -47,6 +47,8 @@ _TRACED_OPS = {
     "LeakyReLU": ("aten::leaky_relu", {"negative_slope": 1}),
     "ELU": ("aten::elu", {"alpha": 1}),
     "Softplus": ("aten::softplus", {"beta": 1, "threshold": 2}),
+    "Hardtanh": ("aten::hardtanh", {"min_val": 1, "max_val": 2}),
+    "GELU": ("aten::gelu", {"approximate": 1}),
 }
 
 
@@ -268,10 +270,18 @@ def _convert(kind: str, m, label: str) -> list[Layer]:
         if not isinstance(m.dim, int):
             raise _Unsupported("named dimensions")
         return [Unflatten(label, int(m.dim), tuple(int(s) for s in m.unflattened_size))]
+    if kind == "Hardsigmoid":
+        return _hardsigmoid(label)
     if is_activation_type(kind):
         names = _ACT_PARAMS.get(kind.lower(), ())
         return [Activation(label, activation_name(kind, {n: getattr(m, n) for n in names}))]
     raise _Unsupported("")
+
+
+def _hardsigmoid(label: str) -> list[Layer]:
+    """torch's hardsigmoid: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1)."""
+    return [Elementwise(label, 1.0 / 6.0, 0.5), Activation(label, activation_name("hardtanh", {"min_val": 0.0,
+                                                                                               "max_val": 1.0}))]
 
 
 def _tup(value, nd: int) -> tuple:
@@ -403,6 +413,8 @@ def _convert_call(node, consts: dict, batch: set, label: str) -> list[Layer]:
     args, kwargs = list(node.args), dict(node.kwargs)
     if fname in _NOOP_NAMES:
         return []
+    if fname.rstrip("_") == "hardsigmoid":
+        return _hardsigmoid(label)
     if is_activation_type(fname):
         names = _ACT_PARAMS.get(fname.lower().rstrip("_"), ())
         params = {n: (args[j + 1] if j + 1 < len(args) else kwargs.get(n)) for j, n in enumerate(names)}
