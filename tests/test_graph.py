@@ -118,17 +118,33 @@ def _problems(n_nets: int, max_vertices: int, seed0: int = 0):
     return out
 
 
-@pytest.mark.parametrize("n_nets", [200])
-def test_product_never_below_enumerated_fgl(n_nets):
-    problems = _problems(n_nets, 1024)
-    tight = 0
-    for g, c, norm, domain in problems:
+UPPER_GRAPH_METHODS = [n for n in GRAPH_METHODS if METHODS[n].kind == "upper"]
+
+
+def test_graph_bounds_never_below_enumerated_fgl():
+    """The product and interval bounds over the graph on 200 random nets (600 problems)."""
+    from lipopt.graph_bounds import graph_interval_bound
+    tight = [0, 0]
+    for g, c, norm, domain in _problems(200, 1024):
         slopes = graph_slopes(g, domain)
         fgl = enumerate_fgl(g, c, norm, slopes)
-        ub = graph_product_bound(g, c, norm, slopes)
-        assert ub >= fgl, (norm, domain, ub, fgl)
-        tight += ub <= fgl * (1 + 1e-9)
-    assert tight > 0  # the bound is exact on some of them: the comparison is not vacuous
+        for k, ub in enumerate((graph_product_bound(g, c, norm, slopes), graph_interval_bound(g, c, norm, slopes))):
+            assert ub >= fgl, (k, norm, domain, ub, fgl)
+            tight[k] += ub <= fgl * (1 + 1e-9)
+    assert all(tight), tight  # each is exact on some nets: the comparison is not vacuous
+
+
+def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=30, seed0=40000):
+    """Every upper-bound method declaring graph support, through the API (registry runners)."""
+    tight = {name: 0 for name in UPPER_GRAPH_METHODS}
+    for g, c, norm, domain in _problems(n_nets, 1024, seed0):
+        fgl = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
+        for name in UPPER_GRAPH_METHODS:
+            ub = upper_bound(g, norm=norm, c=c, domain=domain, method=name, lower=False, time_limit=5).upper_bound
+            assert ub >= fgl, (name, norm, domain, ub, fgl)
+            tight[name] += ub <= fgl * (1 + 1e-9)
+    assert all(tight.values()), tight  # each is exact on some nets: the comparison is not vacuous
+    assert {"product", "interval", "auto"} <= set(UPPER_GRAPH_METHODS)
 
 
 def _lower_checks(problems):
@@ -159,11 +175,19 @@ def test_lower_bounds_below_fgl_many():
 
 
 @pytest.mark.slow
+def test_graph_upper_methods_many():
+    test_graph_upper_methods_never_below_enumerated_fgl(200, 60000)
+
+
+@pytest.mark.slow
 def test_product_never_below_fgl_larger_nets():
+    from lipopt.graph_bounds import graph_interval_bound
     problems = _problems(400, 4096, seed0=20000)
     for g, c, norm, domain in problems:
         slopes = graph_slopes(g, domain)
-        assert graph_product_bound(g, c, norm, slopes) >= enumerate_fgl(g, c, norm, slopes)
+        fgl = enumerate_fgl(g, c, norm, slopes)
+        assert graph_product_bound(g, c, norm, slopes) >= fgl
+        assert graph_interval_bound(g, c, norm, slopes) >= fgl
 
 
 def test_residual_product_no_looser_than_block_factors():

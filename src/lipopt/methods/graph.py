@@ -63,3 +63,14 @@ def layers_refusal(layers, kinds) -> str | None:
         return f"supports chain networks only; the network has {describe_kinds(kinds)} nodes"
     return (f"supports {describe_kinds(layers - {'chain'})} nodes; the network has "
             f"{describe_kinds(kinds - layers)} nodes")
+
+
+def run_graph_interval(net: GraphNetwork, vec, norm: str, slopes, opts: dict) -> MethodOutput:
+    """Interval enclosure of the backward pass over the graph (graph_bounds.graph_interval_bound)."""
+    from ..graph_bounds import graph_interval_bound
+    t0 = time.perf_counter()
+    ub = graph_interval_bound(net, vec, norm, slopes)
+    if not math.isfinite(ub):
+        raise SolverFailure("the interval Jacobian bounds overflow the float64 range")
+    return MethodOutput(ub, raw=ub, timings={"bound": time.perf_counter() - t0},
+                        sizes={"hidden": int(sum(net.widths[1:-1])), "weights": int(sum(W.nnz for W in net.weights))})

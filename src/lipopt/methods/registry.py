@@ -15,7 +15,8 @@ from ..problem import Budget, Norm, Problem
 from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
-from .graph import GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusal, run_graph_product
+from .graph import (GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusal, run_graph_interval,
+                    run_graph_product)
 from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
 from .l2 import l2_estimate, l2_opt_estimate, l2_precheck, run_l2_fast, run_l2_opt
@@ -166,7 +167,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                         activations=_PWL, exact_arithmetic=False, depths=(1, None)),
            normalised(run_exact_mip, forward=True), cite="LipMIP (Jordan & Dimakis 2020) on HiGHS", options=("seed",),
            note=_mip_note),
-    Method("interval", "interval Jacobian bound", Capabilities(depths=(1, None)), normalised(run_interval),
+    Method("interval", "interval Jacobian bound", Capabilities(depths=(1, None), layers=GRAPH_LAYERS),
+           graph_aware(normalised(run_interval), run_graph_interval),
            cite="interval bounds on the backward pass (any depth)", estimate=interval_estimate,
            precheck=interval_precheck),
     Method("lifted-lp", "lifted McCormick LP", Capabilities(depths=(1, None)), normalised(run_lifted_lp),

@@ -79,6 +79,11 @@ class GraphNetwork:
         return (self.input_size,) + tuple(self.nodes[i].size for i in self.act_nodes) + (self.output_size,)
 
     @property
+    def weights(self) -> tuple:
+        """The affine nodes' matrices (size estimates read them)."""
+        return tuple(n.W for n in self.nodes if n.kind == "affine")
+
+    @property
     def n_params(self) -> int:
         return int(sum(n.W.nnz + n.b.size for n in self.nodes if n.kind == "affine"))
 
