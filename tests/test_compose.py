@@ -47,7 +47,7 @@ def _slopes(net, local: bool, seed: int):
 
 
 def _cases(n_seeds: int):
-    grid = itertools.product((2, 3, 4, 5), ("relu", "tanh"), (False, True), (False, True), ("inf", "1"))
+    grid = itertools.product((2, 3, 4, 5), ("relu", "tanh"), (False, True), (False, True), ("inf", "1", "2"))
     for k, (depth, act, banded, local, norm) in enumerate(grid):
         for s in range(n_seeds):
             yield 97 * k + s, depth, act, banded, local, norm
@@ -61,6 +61,12 @@ def _check(seed, depth, act, banded, local, norm):
     fgl = exact_fgl(net, c, norm, slopes).value
     prod = product_bound(net, c, norm, slopes)
     assert out.upper >= fgl * (1 - REL) - 1e-300, (out.upper, fgl)
+    assert out.upper <= prod * (1 + 1e-12) + 1e-300   # both rounded up; the scale-back adds ulps
+    # the recursion itself (before the min with the product) is never above the product bound
+    for p in out.details["plans"]:
+        assert p["vs_product"] is None or p["vs_product"] <= 1 + 1e-9 or prod < 1e-290, (p, prod)
+    if norm == "2":
+        return out.upper, fgl, prod
     # every plan on its own, closed-form rows only (absolute masses, interval rows), on the raw network
     ch = forward_chain(net, slopes) if norm == "inf" else transposed_chain(net, c, slopes)
     for h, at_output in ((0, True), (1, True), (1, False), (2, True), (depth, True)):
@@ -70,28 +76,23 @@ def _check(seed, depth, act, banded, local, norm):
     value, blocks = beam_plan(ch, c if norm == "inf" else None, None, beam=3, max_len=3)
     assert value >= fgl * (1 - REL) - 1e-300
     assert value == compose_bound(ch, c if norm == "inf" else None, blocks, None, search=False).upper
-    assert out.upper <= prod * (1 + 1e-12) + 1e-300   # both rounded up; the scale-back adds ulps
-    # the recursion itself (before the min with the product) is never above the product bound
-    scale = out.upper / min(p["value"] for p in out.details["plans"]) if out.upper > 0 else 1.0
-    for p in out.details["plans"]:
-        assert p["value"] * scale <= prod * (1 + 1e-9) + 1e-300, (p, prod)
     return out.upper, fgl, prod
 
 
 def test_sound_and_below_product_quick():
-    """64 nets (each depth 2-5, relu/tanh, dense/banded, global/local, l_inf/l_1 combination once)."""
-    ratios = [_check(*case) for case in list(_cases(3))[::3]]
+    """48 nets: half of the depth 2-5 x relu/tanh x dense/banded x global/local x l_inf/l_1/l_2 grid."""
+    ratios = [_check(*case) for case in list(_cases(2))[::4]]
     ups, fgls, prods = map(np.array, zip(*ratios))
-    assert len(ups) >= 64
+    assert len(ups) >= 48
     # on these small nets compose is strictly tighter than the product on most cases
     assert np.mean(ups < prods * (1 - 1e-6)) > 0.5
 
 
 @pytest.mark.slow
 def test_sound_and_below_product_many():
-    """>= 300 nets: 64 configurations x 5 seeds."""
+    """>= 300 nets: 96 configurations x 4 seeds, every sixth left out."""
     n = 0
-    for case in _cases(5):
+    for case in (case for i, case in enumerate(_cases(4)) if i % 6 != 5):
         _check(*case)
         n += 1
     assert n >= 300
@@ -162,8 +163,9 @@ def test_sound_at_any_deadline():
     x = rng.uniform(-3, 3, (4000, 12))
     g = net.gradient(x, c)
     best = {"inf": np.abs(g).sum(axis=1).max(), "1": np.abs(g).max()}
+    best["2"] = np.linalg.norm(g, axis=1).max()
     for limit in (0.005, 0.05, 2.0):
-        for norm in ("inf", "1"):
+        for norm in ("inf", "1", "2"):
             t0 = time.perf_counter()
             out = normalised(run_compose)(net, c, norm, global_slopes(net), {"time_limit": limit})
             assert time.perf_counter() - t0 < limit + 1.0
@@ -176,8 +178,8 @@ def test_registry_entry_and_refusals():
     r = api.upper_bound(net, method="compose", output=0, lower=False, time_limit=5)
     assert r.upper_bound >= exact_fgl(net, output_vector(net, output=0), "inf", global_slopes(net)).value * (1 - REL)
     assert "compose" in METHODS and METHODS["compose"].estimate is not None
-    with pytest.raises(InvalidInputError, match="compose"):
-        api.upper_bound(net, norm=2, method="compose", output=0, lower=False)
+    r2 = api.upper_bound(net, norm=2, method="compose", output=0, lower=False, time_limit=5)
+    assert r2.upper_bound <= api.upper_bound(net, norm=2, method="product", output=0, lower=False).upper_bound
     with pytest.raises(InvalidInputError, match="hidden layer"):
         api.upper_bound(_net(1, 1, "relu", False), method="compose", output=0, lower=False)
     with pytest.raises(InvalidInputError, match="block_layers"):

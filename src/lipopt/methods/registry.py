@@ -174,7 +174,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lifted-lp", "lifted McCormick LP", Capabilities(depths=(1, None)), normalised(run_lifted_lp),
            cite="McCormick LP of the backward pass, certified from HiGHS duals", estimate=lifted_estimate,
            precheck=lifted_precheck),
-    Method("compose", "compositional blocks ({algorithm})", Capabilities(norms=frozenset({"inf", "1"}), depths=(2, None)),
+    Method("compose", "compositional blocks ({algorithm})", Capabilities(depths=(2, None)),
            normalised(run_compose), cite="per-neuron exact FGL bounds of 1-2 layer blocks, optimal diagonal scaling",
            estimate=estimate_compose, options=("seed", "block_layers")),
     Method("auto", "auto (best: {best})", Capabilities(layers=GRAPH_LAYERS), run_auto, cite="the best certified bound in the budget",

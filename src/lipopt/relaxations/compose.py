@@ -39,7 +39,7 @@ from ..rounding import U, gamma_float, next_up, relative_up
 
 MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows keep their closed-form bound (no search)
 STALL_ROWS = 6             # searches of a block that must improve a row before the rest are searched
-MAX_INTERVAL_ENTRIES = 30_000_000   # dense interval Jacobians of a block beyond this: absolute masses only
+MAX_INTERVAL_ENTRIES = 4_000_000    # dense interval Jacobians of a block beyond this (~8 arrays of floats): masses only
 
 
 @dataclass
