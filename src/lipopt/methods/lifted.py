@@ -29,10 +29,10 @@ from ..rounding import sum_up, up
 from ..solvers.highs_session import HighsSession
 from .base import MethodOutput
 
-BYTES_PER_INTERVAL_WEIGHT = 120   # transposed copy, signed parts, |W| per weight (scipy CSR, 3 arrays each)
-BYTES_PER_LIFTED_NONZERO = 600    # COO/CSR build, scipy -> HiGHS copies, duals and the certificate's M^T
+BYTES_PER_INTERVAL_WEIGHT = 120   # transposed copy, signed parts, |W| per weight (scipy CSR; an estimate)
+BYTES_PER_LIFTED_NONZERO = 600    # COO/CSR build, HiGHS copy, the certificate's M^T and |M^T| (an estimate)
 SECONDS_PER_WEIGHT = 2e-7         # interval propagation: a few sparse matvecs per weight
-SECONDS_PER_LP_NONZERO = 2e-5     # HiGHS dual simplex on the lifted LP (measured: see bench_deep.py)
+SECONDS_PER_LP_NONZERO = 2e-5     # auto's order only: the method uses whatever time it is given
 MAX_NORM1_LPS = 64                # l1 input norm: auto's estimate counts this many coordinate LPs
 OBBT_SECONDS = 10.0               # bound tightening without a time limit
 OBBT_SHARE = 0.5                  # of the time limit for bound tightening
@@ -47,9 +47,18 @@ def interval_precheck(problem, opts: dict) -> None:
     memory.require(BYTES_PER_INTERVAL_WEIGHT * _weights(problem.net), "the interval Jacobian bound")
 
 
+def _propagation_bytes(net: Network) -> int:
+    """lifted_duals.propagate: dense (targets x width) blocks, six per layer above the target, and one dense
+    copy of each weight matrix, in float64."""
+    w = net.widths
+    targets = max(w[:max(1, net.depth - 1)])  # g (n_0) and u_l for l <= d - 3 (width w[l + 1])
+    return 8 * (targets * 6 * sum(w[1:-1]) + max(a * b for a, b in zip(w[1:-1], w[:-2])))
+
+
 def lifted_precheck(problem, opts: dict) -> None:
     rows, cols, nnz = lp_size(problem.net)
-    memory.require(BYTES_PER_LIFTED_NONZERO * nnz, f"the lifted LP ({rows:,} rows x {cols:,} columns)",
+    memory.require(BYTES_PER_LIFTED_NONZERO * nnz + _propagation_bytes(problem.net),
+                   f"the lifted LP ({rows:,} rows x {cols:,} columns) and its bound propagation",
                    "use --method interval")
     limit = opts.get("time_limit")
     if limit is not None and SECONDS_PER_WEIGHT * _weights(problem.net) > limit:
