@@ -119,6 +119,7 @@ def _problems(n_nets: int, max_vertices: int, seed0: int = 0):
 
 
 UPPER_GRAPH_METHODS = [n for n in GRAPH_METHODS if METHODS[n].kind == "upper"]
+LOWER_GRAPH_METHODS = [n for n in GRAPH_METHODS if METHODS[n].kind == "lower"]
 
 
 def test_graph_bounds_never_below_enumerated_fgl():
@@ -150,14 +151,10 @@ def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=30, seed0=40000):
 def _lower_checks(problems):
     for g, c, norm, domain in problems:
         fgl = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
-        up = upper_bound(g, norm=norm, c=c, domain=domain, method="auto", lower="ascent", samples=256,
-                         time_limit=5)
-        assert up.upper_bound >= fgl * (1 - 1e-12)
-        for method in ("sampling", "ascent"):
+        for method in LOWER_GRAPH_METHODS:  # a valid lower bound is <= L <= FGL over the domain's slope box
             r = lower_bound(g, norm=norm, c=c, domain=domain, method=method, samples=256, time_limit=2)
             x = np.asarray(r.details["witness"])
             assert r.lower_bound <= fgl * (1 + 1e-9) + 1e-12, (method, r.lower_bound, fgl)
-            assert r.lower_bound <= up.upper_bound
             if domain is not None:
                 assert domain.contains_exact(x)
             if r.lower_bound > 0:  # the value is the gradient norm at the witness

@@ -139,7 +139,10 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes) -> list[fl
         if n.kind == "input":
             b = 1.0
         elif n.kind == "affine":
-            b = relative_up(_op_norm(n.W, norm) * ins[0], 2)
+            key = ("op_norm", i, norm)  # weights never change: spectral norms (svds) computed once
+            if key not in g._cache:
+                g._cache[key] = _op_norm(n.W, norm)
+            b = relative_up(g._cache[key] * ins[0], 2)
         elif n.kind == "act":
             b = relative_up(smax[i] * ins[0], 2)
             u = g.nodes[n.inputs[0]]
@@ -239,7 +242,8 @@ def enumerate_fgl(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes
 
 # -- interval Jacobian bound: the backward pass c^T J as intervals over the slope box and pool simplices --
 
-def graph_jacobian_interval(g: GraphNetwork, c: np.ndarray, slopes: GraphSlopes) -> tuple[np.ndarray, np.ndarray]:
+def graph_jacobian_interval(g: GraphNetwork, c: np.ndarray, slopes: GraphSlopes, keep: dict | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """Rigorous enclosure [lo, hi] of every reachable c^T J (relaxations.lifted's directed rounding):
     affine W^T [l, u]; activation [s_lo, s_hi] * [l, u]; add passes the adjoint to every input; concat
     splits it; a free max-pool window may send its adjoint to any of its inputs, or none (hull with 0),
@@ -258,6 +262,8 @@ def graph_jacobian_interval(g: GraphNetwork, c: np.ndarray, slopes: GraphSlopes)
                     return np.zeros(g.input_size), np.zeros(g.input_size)
                 continue
             lo, hi = _interval_sum(parts[i])
+            if keep is not None:  # every node's adjoint enclosure (graph_interval_bound's cuts)
+                keep[i] = (lo, hi)
             if i == 0:
                 return lo, hi
             if n.kind == "affine":
@@ -301,13 +307,43 @@ def _pool_adjoint(n, fixed: np.ndarray, lo: np.ndarray, hi: np.ndarray, size: in
     return widen_down(out_lo, m), widen_up(out_hi, m)
 
 
-def graph_interval_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes | None = None) -> float:
-    """max ||g||_q over the enclosure of the backward pass (q dual to ``norm``), rounded up."""
-    slopes = slopes if slopes is not None else global_graph_slopes(g)
-    lo, hi = graph_jacobian_interval(g, c, slopes)
+def _dual_norm_up(lo: np.ndarray, hi: np.ndarray, norm: str) -> float:
+    """max ||a||_q over the box [lo, hi] (q dual to ``norm``), rounded up."""
     a = np.maximum(np.abs(lo), np.abs(hi))
     if norm == "inf":
         return sum_up(a)
     if norm == "2":
         return up(math.sqrt(sum_up(np.nextafter(a * a, np.inf))))
     return float(a.max(initial=0.0))
+
+
+def cut_nodes(g: GraphNetwork) -> list[int]:
+    """Nodes every input-output path passes through (the input and the output included)."""
+    cons = g.consumers()
+    out = []
+    for v in range(len(g.nodes)):
+        seen, stack = {v}, [0] if v != 0 else []
+        while stack:
+            u = stack.pop()
+            for w in cons[u]:
+                if w not in seen:
+                    seen.add(w)
+                    stack.append(w)
+        if v == 0 or len(g.nodes) - 1 not in seen or v == len(g.nodes) - 1:
+            out.append(v)
+    return out
+
+
+def graph_interval_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes | None = None) -> float:
+    """min over cut nodes v of B(v) max ||a_v||_q: c^T J = a_v^T J_{x->v} when every path passes v, with
+    the adjoint a_v in its interval enclosure and ||J_{x->v}||_{p->p} <= B(v) (node_norm_bounds). v = the
+    input is the plain interval bound (B = 1); later cuts trade the interval tail for a norm head."""
+    slopes = slopes if slopes is not None else global_graph_slopes(g)
+    keep: dict = {}
+    lo, hi = graph_jacobian_interval(g, c, slopes, keep)
+    best = _dual_norm_up(lo, hi, norm)
+    B = node_norm_bounds(g, norm, slopes)
+    for v in cut_nodes(g):
+        if v in keep and v > 0:
+            best = min(best, relative_up(B[v] * _dual_norm_up(*keep[v], norm), 2))
+    return best
