@@ -43,7 +43,7 @@ def test_a_row_for_every_cell(quick):
         rows = read_rows(out, name)
         assert len(rows) == len(cells) == summary["experiments"][name]["cells"] > 0
         assert [r["key"] for r in rows] == [c.key() for c in cells]
-        assert all(r["status"] in ("ok", "optimal", "time_limit", "failed", "timeout", "skipped") for r in rows)
+        assert all(r["status"] in ("ok", "optimal", "time_limit", "failed", "timeout", "skipped", "refused") for r in rows)
     assert summary["computed"] + summary["cached"] == summary["cells"]
 
 

@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 def _experiment_parser(sub) -> None:
     e = sub.add_parser("experiment", help="reproduce the paper's experiments and the Chen et al. (2020) "
                                           "benchmark: CSV, Markdown report and plots")
-    e.add_argument("name", choices=["random", "banded", "mnist", "all"], help="experiment to run")
+    from .experiments import EXPERIMENTS
+    e.add_argument("name", choices=[*EXPERIMENTS, "all"], help="experiment to run")
     e.add_argument("--out", default="lipopt-experiments", metavar="DIR",
                    help="output directory: CSVs, report.md, plots/, cache/ (default ./lipopt-experiments)")
     e.add_argument("--quick", action="store_true", help="tiny sizes, 2 seeds, small budgets (under a minute)")

@@ -1,10 +1,10 @@
-"""Reproducible experiments: the LiPopt paper's settings and the Chen et al. (2020) benchmark.
+"""Reproducible experiments: the LiPopt paper's settings, the Chen et al. (2020) benchmark, the model zoo.
 
-``run_experiment(name, out_dir)`` with name in "random", "banded", "mnist" or "all" runs every cell of
+``run_experiment(name, out_dir)`` with name in "random", "banded", "mnist", "zoo" or "all" runs every cell of
 the experiment(s) (each in a fresh process under a hard budget, cached under ``out_dir/cache``) and
 writes ``out_dir/<name>.csv``, ``out_dir/<name>.meta.json``, ``out_dir/report.md`` and the plots under
 ``out_dir/plots``. Modules: ``cells`` (cell spec, hashing, process isolation, cache), ``random_nets``,
-``banded``, ``mnist`` (the experiments: cells and report sections), ``published`` (Chen et al.'s
+``banded``, ``mnist``, ``zoo`` (the experiments: cells and report sections), ``published`` (Chen et al.'s
 numbers), ``rows`` (CSV rows, exact values, ratios), ``report`` (CSV, Markdown), ``plots`` (matplotlib).
 Nothing here parses arguments or prints, except the progress reporter (stderr).
 """
@@ -16,14 +16,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InvalidInputError
-from . import banded, mnist, random_nets
+from . import banded, mnist, random_nets, zoo
 from .cells import run_cells
 from .config import Settings
 from .report import read_meta, write_csv, write_meta, write_report
 from .rows import make_rows
 
-EXPERIMENTS = ("random", "banded", "mnist")
-MODULES = {"random": random_nets, "banded": banded, "mnist": mnist}
+EXPERIMENTS = ("random", "banded", "mnist", "zoo")
+MODULES = {"random": random_nets, "banded": banded, "mnist": mnist, "zoo": zoo}
 DEFAULT_OUT = "lipopt-experiments"
 
 
@@ -34,7 +34,7 @@ def default_jobs() -> int:
 
 def run_experiment(name: str, out_dir=DEFAULT_OUT, quick: bool = False, seeds=None, time_limit: float | None = None,
                    slow: bool = False, progress: bool = True, jobs: int | None = None) -> dict:
-    """Run experiment ``name`` ("random", "banded", "mnist" or "all") into ``out_dir``.
+    """Run experiment ``name`` ("random", "banded", "mnist", "zoo" or "all") into ``out_dir``.
 
     ``quick``: tiny networks, 2 seeds, one image, 5 s budgets (all three in well under a minute).
     ``seeds``: network seeds (random, banded) or the lipopt seed (mnist: the first one).
@@ -72,7 +72,7 @@ def _run_one(exp: str, out: Path, settings: Settings, progress: bool) -> dict:
     run = run_cells(runnable, out / "cache", jobs=settings.jobs, progress=progress, desc=exp)
     done = iter(run.results)
     results = [next(done) if "skip" not in c.labels else
-               {"status": "skipped", "upper": None, "lower": None, "raw": None, "seconds": None, "sizes": {},
+               {"status": c.labels.get("skip_status", "skipped"), "upper": None, "lower": None, "raw": None, "seconds": None, "sizes": {},
                 "details": {}, "error": c.labels["skip"], "cached": False} for c in cells]
     rows = make_rows(cells, results)
     csv_path = out / f"{exp}.csv"

@@ -1,0 +1,202 @@
+"""Experiment "zoo": trained networks of the model zoo, every registry method and the peer tools side by side.
+
+Networks: every model of ``zoo_manifest()`` (``lipopt.datasets``; $LIPOPT_ZOO_MANIFEST names another
+zoo.json). Function: the margin f_label - f_runner-up at each of the first IMAGES test images
+(runner-up = the network's largest other logit there). Scopes per image (SCOPES):
+
+* global: norms l_inf, l2, l1;
+* local, clipped to the pixel range [0, 1]: l_inf balls of radius 0.01 and 0.1 (norm l_inf); an l2 ball
+  (norm l2) of radius L2_RADIUS: 0.5 on MNIST (784 pixels; ~1/20 of a test image's l2 norm ~9) and 0.15
+  on digits (64 pixels: 0.5 scaled by sqrt(64/784)).
+
+Methods per (network, image, scope): every upper-bound method of the registry, in its order, and the
+lower bound ``ascent``; ECLipsE and ECLipsE-Fast (``peers``, eclipse-nn) on the global l2 scope of MLPs
+when installed. Screening in this process, from shapes only, before any cell starts:
+``Capabilities.refuse`` and the method's ``precheck`` (InvalidInputError -> status "refused" with the
+registry's sentence; the LP's time precheck -> "skipped"), auto's shape estimate for lp / sdp / sdp2 /
+lipsdp (over the limit -> "skipped"), and the MIP only with at most MIP_FREE free neurons. A network
+that does not load gets one "refused" row per scope with the loader's reason.
+
+Limits (lipopt's time limit; the hard budget is limit * 1.25 + 10 s): auto 60 s, other upper methods
+20 s, ascent 5 s (the cell runner's cap for lower bounds), peers 30 s. Plan for the full run (15 zoo
+networks, 12 loadable, 2 images: 12 x 2 x 6 = 144 (image, scope) instances, jobs=2): the screening
+refuses or skips most method cells (l2 / l1 global: exact-fgl past 2^24 vertices, the SDPs past their
+estimate on 784 inputs), leaving per instance product (~3 s with process start), ascent (~8 s),
+auto (<= 60 s; early when it proves the FGL or has nothing left to try) and exact-fgl (<= 20 s) where
+applicable: about 144 x (3 + 8) + 90 x 60 + 60 x 20 + 24 peers x 10 s ~ 8,400 cell-seconds worst case,
+~70 min at jobs=2 if every auto ran to its limit; measured cells finish well before (see the report's
+run line). ``--slow``: 5 images. ``--quick``: mlp64, digits32x6 and lenet5 (refused), 1 image, scopes
+l_inf global, l_inf r=0.1, l2 global, methods product and auto (+ ascent, ECLipsE-Fast), 3 s limits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError, SolverFailure
+from .cells import Cell
+from .config import Settings
+from .networks import build_domain, build_network, test_images, zoo_manifest
+
+NAME = "zoo"
+IMAGES = 2
+SLOW_IMAGES = 5
+L2_RADIUS = {"mnist": 0.5, "digits": 0.15}
+# (column, norm, l_inf radius / "l2" / None): the headline's columns in order
+SCOPES = (("l_inf global", "inf", None), ("l_inf r=0.01", "inf", 0.01), ("l_inf r=0.1", "inf", 0.1),
+          ("l2 global", "2", None), ("l2 local", "2", "l2"), ("l1 global", "1", None))
+LIMITS = {"auto": 20.0, "upper": 10.0, "lower": 10.0, "peer": 30.0}
+SLOW_LIMITS = {"auto": 60.0, "upper": 20.0, "lower": 10.0, "peer": 60.0}
+HEADLINE = ("product", "auto")   # on every image; the other methods on the first DETAIL_IMAGES
+DETAIL_IMAGES = 1
+MIP_FREE = 100      # the activation-consistent MIP only with at most this many free neurons
+LOWER = "ascent"
+QUICK = {"models": ("mlp64", "digits32x6", "lenet5"), "images": 1, "limit": 3.0,
+         "scopes": ("l_inf global", "l_inf r=0.1", "l2 global"), "peers": ("ECLipsE-Fast",),
+         "methods": ("product", "auto")}
+
+
+def scope_label(column: str, dataset: str) -> str:
+    """The CSV's scope: the column name, with the radius for the l2 ball."""
+    return f"l2 r={L2_RADIUS[dataset]:g}" if column == "l2 local" else column
+
+
+def column_of(scope: str) -> str:
+    return "l2 local" if scope.startswith("l2 r=") else scope
+
+
+def _models(manifest: dict, quick: bool) -> list[str]:
+    names = list(manifest["models"])
+    if not quick:
+        return names
+    chosen = [m for m in QUICK["models"] if m in manifest["models"]]
+    if any(manifest["models"][m].get("loads", True) for m in chosen):
+        return chosen
+    loads = [m for m in names if manifest["models"][m].get("loads", True)]   # another manifest
+    return loads[:2] + [m for m in names if not manifest["models"][m].get("loads", True)][:1]
+
+
+def _network_label(name: str, entry: dict) -> str:
+    acc = entry.get("test_accuracy")
+    return f"{name} ({entry.get('architecture', '?')}" + (f", acc {acc:.3f})" if acc is not None else ")")
+
+
+def _runner_up(net, X, y) -> list[tuple[int, int]]:
+    logits = net.forward(X)
+    out = []
+    for i in range(len(y)):
+        z = np.array(logits[i], dtype=np.float64)
+        z[int(y[i])] = -np.inf
+        out.append((int(y[i]), int(np.argmax(z))))
+    return out
+
+
+def screen(method: str, problem, limit: float) -> tuple[str, str] | None:
+    """(status, reason) when ``method`` need not run on ``problem`` (shapes only), else None."""
+    from ..methods.auto import estimate
+    from ..methods.registry import METHODS
+    m = METHODS[method]
+    why = m.capabilities.refuse(problem)
+    if why is not None:
+        return "refused", f"{method} {why}"
+    if m.precheck is not None:
+        try:
+            m.precheck(problem, {"time_limit": limit})
+        except InvalidInputError as exc:
+            return "refused", f"{method}: {exc}"
+        except SolverFailure as exc:
+            return "skipped", f"{method}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug of the precheck: recorded, not run, not hidden
+            return "error", f"{method}: the registry's precheck raised {type(exc).__name__}: {exc}"
+    if method in ("lp", "sdp", "sdp2", "lipsdp"):
+        try:
+            est = estimate(problem, method, {})
+        except Exception as exc:  # noqa: BLE001 - as above
+            return "error", f"{method}: auto's shape estimate raised {type(exc).__name__}: {exc}"
+        if est is None or est > limit:
+            return "skipped", (f"{method}: too large for its {limit:g} s limit (auto's shape estimate "
+                               + ("over its size cap)" if est is None else f"{est:,.0f} s)"))
+    if method == "exact" and problem.free_neurons > MIP_FREE:
+        return "skipped", f"exact (MIP): {problem.free_neurons} free neurons > {MIP_FREE}, hopeless in {limit:g} s"
+    return None
+
+
+def build_cells(settings: Settings) -> list[Cell]:
+    from ..api import make_problem
+    from ..methods.registry import upper_methods
+    from ..model import output_vector
+    from . import peers
+    quick, seed = settings.quick, settings.pick_seeds((0,))[0]
+    manifest = zoo_manifest()
+    n_images = QUICK["images"] if quick else SLOW_IMAGES if settings.slow else IMAGES
+    scopes = [s for s in SCOPES if not quick or s[0] in QUICK["scopes"]]
+    have_peers = peers.installed()
+
+    def limits(kind):  # quick: short limits, but a peer cell's limit covers importing torch on a busy machine
+        return settings.limits(QUICK["limit"] if quick and kind != "peer" else
+                               (SLOW_LIMITS if settings.slow else LIMITS)[kind])
+
+    cells = []
+    for name in _models(manifest, quick):
+        entry = manifest["models"][name]
+        spec, dataset = {"kind": "zoo", "model": name}, entry.get("dataset", "mnist")
+        base = {"network": _network_label(name, entry), "model": name}
+
+        def add(method, sel, dom, label_extra, kind, skip=None, degree=None, **kw):
+            limit, budget = limits(kind)
+            labels = {**base, **label_extra}
+            if skip is not None:
+                labels.update({"skip_status": skip[0], "skip": skip[1]})
+            cells.append(Cell(NAME, spec, method, degree, selection=sel, domain=dom, seed=seed, time_limit=limit,
+                              budget=budget, labels=labels, **kw))
+        try:
+            net = build_network(spec)
+            X, y = test_images(dataset, n_images)
+            margins = _runner_up(net, X, y)
+        except Exception as exc:  # noqa: BLE001 - the loader's reason, whatever it is, is the row's reason
+            why = f"does not load: {' '.join(str(exc).split()) or type(exc).__name__}"
+            if not entry.get("loads", True) and entry.get("load_error"):
+                why = f"does not load: {entry['load_error']}"
+            for column, _, _ in scopes:
+                add("auto", None, None, {"scope": scope_label(column, dataset), "output": "-"}, "auto",
+                    skip=("refused", why))
+            continue
+        for i, (label, j) in enumerate(margins):
+            sel = {"margin": [label, j]}
+            vec = output_vector(net, None, (label, j), None)
+            out = {"output": f"image {i}: margin {label}-{j}", "true_label": label}
+            for column, norm, radius in scopes:
+                dom = None
+                if radius is not None:
+                    r, p = (L2_RADIUS[dataset], "2") if radius == "l2" else (radius, "inf")
+                    dom = {"dataset": dataset, "image": i, "eps": r, "p": p, "clip": [0.0, 1.0]}
+                lab = {**out, "scope": scope_label(column, dataset)}
+                opts = {} if norm == "inf" else {"norm": norm}
+                detail = i < DETAIL_IMAGES or settings.slow   # every method; else the headline's cells only
+                problem, why = None, None
+                try:
+                    if detail or quick:  # the screening needs the problem (local: its derivative ranges)
+                        problem = make_problem(net, vec, norm, build_domain(dom), "linear", {})
+                except (InvalidInputError, SolverFailure, MemoryError) as exc:  # lipopt refuses the network here
+                    why = ("refused", " ".join(f"{type(exc).__name__}: {exc}".split()))
+                except Exception as exc:  # noqa: BLE001 - a lipopt bug on this network: recorded for every method
+                    why = ("error", " ".join(f"building the problem raised {type(exc).__name__}: {exc}".split()))
+                for method in [m for m in upper_methods() if m in (QUICK["methods"] if quick else HEADLINE
+                                                                   if not detail else upper_methods())]:
+                    kind = "auto" if method == "auto" else "upper"
+                    add(method, sel, dom, lab, kind, options=opts,
+                        skip=why if problem is None else screen(method, problem, limits(kind)[0]),
+                        degree=max(3, net.depth + 1) if method == "lp" else None)
+                add(LOWER, sel, dom, lab, "lower", options=opts)
+                if column != "l2 global" or not detail:
+                    continue
+                for peer in (QUICK["peers"] if quick else tuple(peers.PEER_METHODS)):
+                    why = peers.refuse(peer, net, entry.get("family"))
+                    skip = (("skipped", "eclipse-nn is not installed (pip install lipopt[peers])") if not have_peers
+                            else ("refused", why) if why else None)
+                    add(peer, sel, None, lab, "peer", skip=skip, options=opts)
+    return cells
+
+
+def section(rows: list[dict], meta: dict, out_dir) -> str:
+    from .zoo_report import zoo_section
+    return zoo_section(rows, meta, out_dir)
