@@ -7,7 +7,8 @@ E_{l,l-1} = O_l - G_l D_{l-1}, E_ll = Z_l - D_l - G_l D_{l-1} G_l^T) and nu_D <=
 
     lambda_min(Z) >= min(0, nu_D) ||L||_2^2 - ||E||_2,      ||L||_2 <= 1 + max_l ||G_l||_2.
 
-(L D L^T >= nu_D L L^T, and ||N||_2 = max_l ||G_l||_2 for the block-subdiagonal N = L - I.) We take
+(L D L^T >= nu_D L L^T, and ||N||_2 = max_l ||G_l||_2 for the block-subdiagonal N = L - I.) When nu_D > 0,
+also lambda_min(Z) >= nu_D / ||L^{-1}||_2^2 - ||E||_2 with ||L^{-1}||_2 <= sum_{k=0}^{d} ||N||_2^k (N^{d+1} = 0). We take
 G_l = fl(O_l D_{l-1}^{-1}) and D_l = sym(fl(Z_l - G_l D_{l-1} G_l^T)) (a block Schur-complement sweep), so
 E is rounding only; its entries are bounded a priori (Higham: a length-k dot product errs by at most
 gamma_k times the dot product of the absolute values, computed here as float products of nonnegative
@@ -91,6 +92,11 @@ def block_tridiagonal_lambda_min(diag: list[np.ndarray], diag_err: list[np.ndarr
     L_norm = up(1.0 + G_norm)
     shift = 0.0 if nu_blocks >= 0 else up(up(-nu_blocks * L_norm) * L_norm)
     nu = sum_down([-shift, -residual])
+    if nu_blocks > 0 and G_norm < 1e30:
+        # L D L^T >= nu_D sigma_min(L)^2 I and ||L^{-1}||_2 = ||sum_{k<=d} (-N)^k||_2 <= sum_k ||N||_2^k
+        inv_norm = sum_up([up(G_norm ** k) for k in range(d + 1)])
+        nu_pos = sum_down([nu_blocks / up(inv_norm * inv_norm) * (1 - 4 * U), -residual])
+        nu = max(nu, nu_pos)
     return BlockBound(nu=nu, nu_blocks=nu_blocks, residual=residual, L_norm=L_norm)
 
 

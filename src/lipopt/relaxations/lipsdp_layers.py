@@ -50,6 +50,7 @@ class LayerData:
     u_err: np.ndarray  # |u - fl(u)| bound
     R2: float          # >= ||xi||^2 / ||dx_0||^2 over the slope box
     kept: list         # indices kept per hidden layer
+    K0: np.ndarray | None = None   # W_0 W_0^T when every p_1 = 0 (then Y_0 = I: layer 1 needs only K0)
 
 
 def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
@@ -80,7 +81,8 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     Wd = np.asarray(Wd, float)[:, kept[d - 1]]
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
-    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, kept=kept)
+    K0 = None if np.any(p[0]) else W[0] @ W[0].T
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, kept=kept, K0=K0)
 
 
 def _chol(Y):
@@ -97,21 +99,23 @@ def _p_term(W, tp):
 def schur_value(data: LayerData, t: list, grad: bool = False):
     """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt."""
     d = len(data.W)
-    n0 = data.W[0].shape[1]
-    Y = np.eye(n0)
-    P = _p_term(data.W[0], t[0] * data.p[0])
-    if P is not None:
-        Y = Y + P
-    S_list, Ys = [], []
+    Y = None
+    if data.K0 is None:
+        Y = np.eye(data.W[0].shape[1]) + _p_term(data.W[0], t[0] * data.p[0])
+    S_list = []
     for l in range(1, d + 1):
-        cf = _chol(Y)
-        if cf is None:
-            return (math.inf, None) if grad else math.inf
-        Ys.append((Y, cf))
-        C = (t[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
-        S = sla.cho_solve(cf, C.T, check_finite=False).T              # C Y^{-1}
-        S_list.append(S)
-        Y = -(S @ C.T)
+        if l == 1 and data.K0 is not None:                             # Y_0 = I: C C^T = (tm) K0 (tm)^T
+            tm = t[0] * data.m[0]
+            S_list.append(None)
+            Y = -(tm[:, None] * data.K0 * tm[None, :])
+        else:
+            cf = _chol(Y)
+            if cf is None:
+                return (math.inf, None) if grad else math.inf
+            C = (t[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
+            S = sla.cho_solve(cf, C.T, check_finite=False).T          # C Y^{-1}
+            S_list.append(S)
+            Y = -(S @ C.T)
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] += t[l - 1]
         if l < d:
@@ -129,6 +133,10 @@ def schur_value(data: LayerData, t: list, grad: bool = False):
     G = -np.outer(v, v)                                                # dF/dY_d
     for l in range(d, 0, -1):
         S, W = S_list[l - 1], data.W[l - 1]
+        if S is None:                                                  # layer 1 through K0 (no P term)
+            tm = t[0] * data.m[0]
+            g[0] = np.diag(G) - 2 * data.m[0] * ((G * tm[None, :]) * data.K0).sum(axis=1)
+            break
         gl = np.diag(G).copy() - 2 * data.m[l - 1] * ((G @ S) * W).sum(axis=1)
         G = S.T @ G @ S                                                # dF/dY_{l-1}
         if np.any(data.p[l - 1]):
@@ -140,15 +148,19 @@ def schur_value(data: LayerData, t: list, grad: bool = False):
 def closed_form(data: LayerData) -> list:
     """ECLipsE-Fast-style multipliers, layer by layer (rho normalised to 1)."""
     d = len(data.W)
-    Y = np.eye(data.W[0].shape[1])
+    Y = None if data.K0 is not None else np.eye(data.W[0].shape[1])
     t = []
     for l in range(1, d + 1):
         W, m, p = data.W[l - 1], data.m[l - 1], data.p[l - 1]
-        cf = _chol(Y)
-        if cf is None:
-            raise SolverFailure("the closed-form multipliers lost positive definiteness")
         V = m[:, None] * W
-        K = V @ sla.cho_solve(cf, V.T, check_finite=False)
+        first = l == 1 and data.K0 is not None                         # Y_0 = I: work with K0 = W_0 W_0^T
+        if first:
+            K = m[:, None] * data.K0 * m[None, :]
+        else:
+            cf = _chol(Y)
+            if cf is None:
+                raise SolverFailure("the closed-form multipliers lost positive definiteness")
+            K = V @ sla.cho_solve(cf, V.T, check_finite=False)
         k = float(sla.eigvalsh(0.5 * (K + K.T), subset_by_index=[K.shape[0] - 1] * 2, check_finite=False)[0])
         base = 1.0 / (2 * k) if k > 0 else 1.0
         r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
@@ -156,13 +168,16 @@ def closed_form(data: LayerData) -> list:
             narrow = np.where(r * math.sqrt(NARROW_CAP) > m, (m / np.maximum(r, 1e-300)) ** 2, NARROW_CAP)
         tl = base * np.clip(narrow, 1.0, NARROW_CAP)
         t.append(tl)
-        if np.any(p):
-            Y = Y + (W.T * (tl * p)) @ W
-            cf = _chol(Y)
-            if cf is None:
-                raise SolverFailure("the closed-form multipliers lost positive definiteness")
-        C = tl[:, None] * V
-        Y = -(C @ sla.cho_solve(cf, C.T, check_finite=False))
+        if first:
+            Y = -(tl[:, None] * K * tl[None, :])
+        else:
+            if np.any(p):
+                Y = Y + (W.T * (tl * p)) @ W
+                cf = _chol(Y)
+                if cf is None:
+                    raise SolverFailure("the closed-form multipliers lost positive definiteness")
+            C = tl[:, None] * V
+            Y = -(C @ sla.cho_solve(cf, C.T, check_finite=False))
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] += tl
     return t
@@ -280,7 +295,7 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
                 "residual": bb.residual, "margin": margin}
         if last is None or L < last[1]:
             last = (rho_c, L, info)
-        if bb.nu >= 0:
+        if bb.nu >= 0 or rho_c - rho <= 1e-9 * rho:   # a larger margin cannot gain more than it costs
             break
     return last
 
