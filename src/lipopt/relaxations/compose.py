@@ -39,6 +39,8 @@ from ..rounding import U, gamma_float, next_up, relative_up
 
 MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows keep their closed-form bound (no search)
 STALL_ROWS = 6             # searches of a block that must improve a row before the rest are searched
+SEARCH_NNZ_PER_SECOND = 1e5  # a search needs a time share of at least its weights' nonzeros / this
+FLOPS = 1e9                # multiply-adds per second assumed when deciding whether an interval fits the time
 MAX_INTERVAL_ENTRIES = 4_000_000    # dense interval Jacobians of a block beyond this (~8 arrays of floats): masses only
 
 
@@ -137,6 +139,22 @@ def _sub_network(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array) -
     return Network(tuple(sub), tuple(np.zeros(W.shape[0]) for W in sub), acts), box
 
 
+def _interval_flops(ch: Chain, a: int, b: int, n_rows: int) -> float:
+    """Multiply-adds of _interval_rows on block (a, b) (both directions, 4 products per layer)."""
+    outs = [W.shape[0] for W in ch.weights[a:b - 1]] + [n_rows]
+    fwd = sum(4.0 * outs[k] * ch.weights[a + k].shape[1] * ch.weights[a].shape[1] for k in range(1, b - a))
+    return 2 * fwd if b - a > 2 else fwd
+
+
+def _pos_neg(M):
+    """(M^+, M^-) as dense arrays when M is dense enough for BLAS, else CSR."""
+    M = sp.csr_array(M)
+    if M.nnz >= 0.25 * M.shape[0] * M.shape[1]:
+        D = M.toarray()
+        return np.maximum(D, 0), np.maximum(-D, 0)
+    return M.maximum(0), (-M).maximum(0)
+
+
 def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarray) -> np.ndarray | None:
     """Per row of R (the block's last weight, or the output row c^T W_{b-1}): an upper bound on
     sup_s sum_k w_k |(R S_{b-2} W_{b-2} ... S_a' W_a)_{:,k}| by interval matrix products, entry by entry
@@ -153,8 +171,7 @@ def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarr
         lo, hi = ch.lo[l - 1][:, None], ch.hi[l - 1][:, None]
         cand = (lo * L, hi * L, lo * U, hi * U)
         SL, SU = np.minimum.reduce(cand), np.maximum.reduce(cand)
-        M = sp.csr_array(ch.weights[l] if l < b - 1 else R)
-        Mp, Mn = M.maximum(0), (-M).maximum(0)
+        Mp, Mn = _pos_neg(ch.weights[l] if l < b - 1 else R)
         L, U = Mp @ SL - Mn @ SU, Mp @ SU - Mn @ SL
     raw = np.maximum(np.abs(L), np.abs(U)) @ w
     if b - a > 2:                                      # backward: V <- [V S] M, from V = R (another bound)
@@ -164,9 +181,8 @@ def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarr
             lo, hi = ch.lo[l - 1][None, :], ch.hi[l - 1][None, :]
             cand = (lo * L, hi * L, lo * U, hi * U)
             SL, SU = np.minimum.reduce(cand), np.maximum.reduce(cand)
-            M = sp.csr_array(ch.weights[l - 1])
-            Mp, Mn = M.maximum(0), (-M).maximum(0)
-            L, U = (Mp.T @ SL.T - Mn.T @ SU.T).T, (Mp.T @ SU.T - Mn.T @ SL.T).T
+            Mp, Mn = _pos_neg(ch.weights[l - 1])
+            L, U = SL @ Mp - SU @ Mn, SU @ Mp - SL @ Mn
         raw = np.minimum(raw, np.maximum(np.abs(L), np.abs(U)) @ w)
     layers = b - a
     N = max(W.shape[1] for W in ch.weights[a:b]) + 4
@@ -183,11 +199,20 @@ def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mas
         return mass, "optimal"
     if seconds is not None and seconds < MIN_ROW_SECONDS:
         return mass, "mass"
+    nnz = sum(ch.weights[l].nnz for l in range(a, b - 1)) + last.nnz      # before pruning: an upper bound
+    if seconds is not None and seconds < min(nnz, 10 * ch.weights[a].shape[1] * last.nnz) / SEARCH_NNZ_PER_SECOND:
+        return mass, "mass"                                  # the search's setup alone would overrun
     net, box = _sub_network(ch, a, b, w, last)
     if net.widths[0] == 0 or any(W.nnz == 0 for W in net.weights):
         return 0.0, "optimal"
+    nnz = sum(W.nnz for W in net.weights)
+    if seconds is not None and seconds < nnz / SEARCH_NNZ_PER_SECOND:
+        return mass, "mass"
+    W0 = net.weights[0]
+    dense = W0.nnz > 0.5 * W0.shape[0] * W0.shape[1]   # no narrow path decomposition: skip DP planning
     try:
-        r = exact_fgl_auto(net, np.ones(1), box, time_limit=seconds, seed=seed)
+        r = exact_fgl_auto(net, np.ones(1), box, time_limit=seconds, seed=seed,
+                           method="bnb" if dense and nnz > 4096 else "auto")
     except (InvalidInputError, SolverFailure, MemoryError):
         return mass, "mass"
     value = relative_up(float(r.upper) + float(r.rounding_error) + margin, 4)
@@ -195,10 +220,12 @@ def _row_bound(ch: Chain, a: int, b: int, w: np.ndarray, last: sp.csr_array, mas
     return min(value, mass), how
 
 
-def closed_form_rows(ch: Chain, c: np.ndarray | None, a: int, b: int, rho: np.ndarray):
+def closed_form_rows(ch: Chain, c: np.ndarray | None, a: int, b: int, rho: np.ndarray,
+                     deadline: float | None = None):
     """Block (a, b) with the previous row bounds rho: (column weights w, last weight R (the block's, or
     the output row c^T W_{b-1} when c is given), row bounds min(absolute mass, interval), the float
-    margins a search on a row must add)."""
+    margins a search on a row must add). The interval is skipped when its estimated cost exceeds the time
+    left before ``deadline``."""
     w = rho if a == 0 else next_up(_mag(ch, a - 1) * rho)
     # first weight W_a diag(w) in floats: r1 bounds |exact first weight| w, e1 bounds |E| 1 (u |W_a| w
     # for the products, doubled; plus the chain's own first-weight error, transposed chain: W_d^T c)
@@ -226,7 +253,8 @@ def closed_form_rows(ch: Chain, c: np.ndarray | None, a: int, b: int, rho: np.nd
             masses, margins = _ups(abs(R) @ pr, ch, a, b), _ups(abs(R) @ pe, ch, a, b)
     bound = masses.copy()
     if b - a > 1:
-        iv = _interval_rows(ch, a, b, w, R, masses)
+        afford = deadline is None or _interval_flops(ch, a, b, R.shape[0]) / FLOPS < deadline - time.perf_counter()
+        iv = _interval_rows(ch, a, b, w, R, masses) if afford else None
         if iv is not None:
             bound = np.minimum(bound, np.asarray([relative_up(float(x), 2) for x in iv + margins]))
     return w, R, bound, margins
@@ -247,7 +275,7 @@ def beam_plan(ch: Chain, c: np.ndarray | None, deadline: float | None, beam: int
                 if deadline is not None and time.perf_counter() > deadline:
                     return best
                 last = q == n
-                bound = closed_form_rows(ch, c if (last and c is not None) else None, p, q, rho)[2]
+                bound = closed_form_rows(ch, c if (last and c is not None) else None, p, q, rho, deadline)[2]
                 plan = blocks + [(p, q)]
                 if last:
                     value = float(bound[0]) if c is not None else float(bound.max(initial=0.0))
@@ -272,7 +300,7 @@ def compose_bound(ch: Chain, c: np.ndarray | None, blocks: list[tuple[int, int]]
                     for k in searchable)
     for k, (a, b) in enumerate(blocks):
         out_block = k == len(blocks) - 1 and c is not None
-        w, R, bound, margins = closed_form_rows(ch, c if out_block else None, a, b, rho)
+        w, R, bound, margins = closed_form_rows(ch, c if out_block else None, a, b, rho, deadline)
         if search and k in searchable and np.any(bound > 0):
             order = np.argsort(-(bound * _downstream(ch, c, b)), kind="stable") if not out_block else [0]
             tried = improved = 0
