@@ -183,7 +183,8 @@ def derivative(act: Activation, z: np.ndarray) -> np.ndarray:
         return _sigmoid_slope(z)
     if name == "softplus":
         beta = act.params[0]
-        return _sigmoid(z if beta == 1.0 else beta * z)
+        with np.errstate(over="ignore"):  # beta z = +-inf: sigmoid is exactly 1 or 0 there
+            return _sigmoid(z if beta == 1.0 else beta * z)
     if name == "hardtanh":
         return ((z > act.params[0]) & (z < act.params[1])).astype(np.float64)
     if name in smooth.SMOOTH:
@@ -207,7 +208,11 @@ def value(act: Activation, z: np.ndarray) -> np.ndarray:
         return _sigmoid(z)
     if name == "softplus":
         beta = act.params[0]
-        return np.logaddexp(0.0, z) if beta == 1.0 else np.logaddexp(0.0, beta * z) / beta
+        if beta == 1.0:
+            return np.logaddexp(0.0, z)
+        with np.errstate(over="ignore"):  # |beta z| > 1.8e308: the relu part dominates
+            bz = beta * z
+            return np.where(np.isfinite(bz), np.logaddexp(0.0, bz) / beta, np.maximum(z, 0.0))
     if name == "hardtanh":
         return np.clip(z, act.params[0], act.params[1])
     if name in smooth.SMOOTH:
@@ -274,15 +279,16 @@ def value_range(act: Activation, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     minimiser z0 and increase after it, so an interval around z0 gets sigma's global minimum (rounded down)."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     vlo, vhi = value(act, lo), value(act, hi)
-    if act.name == "leaky_relu" and act.params[0] < 0:
-        vlo, vhi = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(vlo, vhi)), np.maximum(vlo, vhi)
-    elif act.name in smooth.SMOOTH:
-        z0 = smooth.MINIMUM_AT[act.name]
-        around = (lo <= z0 + 1e-9) & (hi >= z0 - 1e-9)
-        vlo, vhi = np.where(around, smooth.MINIMUM[act.name], np.minimum(vlo, vhi)), np.maximum(vlo, vhi)
-        vlo, vhi = vlo - smooth.ABS_MARGIN, vhi + smooth.ABS_MARGIN
-    return (np.nextafter(vlo - 1e-12 * np.abs(vlo), -np.inf) if act.name in smooth.SMOOTH else vlo,
-            np.nextafter(vhi + 1e-12 * np.abs(vhi), np.inf) if act.name in smooth.SMOOTH else vhi)
+    if act.name == "leaky_relu" and act.params[0] < 0:  # exact products: no widening needed
+        return np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(vlo, vhi)), np.maximum(vlo, vhi)
+    if act.name not in smooth.SMOOTH:
+        return vlo, vhi
+    z0 = smooth.MINIMUM_AT[act.name]  # bisection result, within 1e-15 of the true minimiser
+    around = (lo <= z0 + 1e-9) & (hi >= z0 - 1e-9)
+    vlo, vhi = (np.where(around, smooth.MINIMUM[act.name], np.minimum(vlo, vhi)) - smooth.ABS_MARGIN,
+                np.maximum(vlo, vhi) + smooth.ABS_MARGIN)
+    return (np.nextafter(vlo - SLOPE_REL_MARGIN * np.abs(vlo), -np.inf),
+            np.nextafter(vhi + SLOPE_REL_MARGIN * np.abs(vhi), np.inf))
 
 
 def stationary_points(act: Activation, a) -> list[np.ndarray]:
