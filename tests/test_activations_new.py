@@ -318,3 +318,45 @@ def test_preactivation_bounds_contain_samples(spec):
     g = [derivative(net.activations[l], z) for l, z in enumerate(zs)]
     for l in range(2):
         assert np.all(box.lo[l] <= g[l]) and np.all(g[l] <= box.hi[l])
+
+
+def test_onnx_gelu_half_first_variant(tmp_path):
+    """(0.5 x) (1 + erf(x / sqrt 2)) with the division written as a product: fused to one GELU."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(2)
+    W1, W2 = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    inits = [helper.make_tensor("W1", TensorProto.FLOAT, [3, 4], W1.ravel()),
+             helper.make_tensor("W2", TensorProto.FLOAT, [4, 2], W2.ravel()),
+             helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+             helper.make_tensor("isq", TensorProto.FLOAT, [], [0.70710678]),
+             helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])]
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Mul", ["h", "isq"], ["a"]),
+             helper.make_node("Mul", ["half", "h"], ["hh"]), helper.make_node("Erf", ["a"], ["e"]),
+             helper.make_node("Add", ["one", "e"], ["p"]), helper.make_node("Mul", ["p", "hh"], ["g"]),
+             helper.make_node("MatMul", ["g", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    path = tmp_path / "gelu.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    net = load(path)
+    assert [a.name for a in net.activations] == ["gelu"]
+    x = rng.standard_normal((50, 3))
+    h = x @ W1.astype(float)
+    want = (0.5 * h * (1 + torch.erf(torch.tensor(h) / np.sqrt(2)).numpy())) @ W2.astype(float)
+    np.testing.assert_allclose(net.forward(x), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec,homogeneous", [("leaky_relu:2.5", True), ("leaky_relu:-0.4", True),
+                                              ("hardtanh", False), ("relu6", False), ("gelu", False)])
+def test_scaling_consistency(spec, homogeneous):
+    """Exact power-of-two normalisation keeps f up to 2^-S only for homogeneous activations (any leaky
+    slope); hardtanh / relu6 / gelu networks are never 'consistent'."""
+    from lipopt.scaling import normalise
+    base = small_network([3, 5, 4, 2], 4, scale=37.0)
+    net = build_network(base.weights, base.biases, [spec] * 2)
+    s = normalise(net, consistent=True)
+    assert (s is not None) == homogeneous
+    if s is not None:
+        x = np.random.default_rng(0).standard_normal((100, 3))
+        S = sum(s.exponents)
+        np.testing.assert_array_equal(np.ldexp(s.net.forward(x), S), net.forward(x))

@@ -4,7 +4,8 @@ The ONNX loader reads a straight line of nodes; a decomposed activation branches
 nodes). Recognised, with constants equal to the expected ones up to float32 rounding (relative 1e-6)
 and commuted operands of Add / Mul:
 
-* GELU, erf form (torch < opset 20):  0.5 * (x * (1 + erf(x / sqrt(2))))          -> Gelu
+* GELU, erf form (torch < opset 20):  0.5 * (x * (1 + erf(x / sqrt(2)))), or (0.5 * x) * (...), with
+  x * (1 / sqrt(2)) for the division                                                -> Gelu
 * GELU, tanh form:  0.5 * (x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * (x * (x * x))))))  -> Gelu(tanh)
 * SiLU:  x * sigmoid(x)                                                            -> Silu
 
@@ -23,12 +24,17 @@ PATTERNS = {
     "gelu": [("Div", ("x", _SQRT2)), ("Erf", (0,)), ("Add", (1, 1.0)), ("Mul", ("x", 2)), ("Mul", (3, 0.5))],
     "gelu_erf_mul": [("Mul", ("x", 1.0 / _SQRT2)), ("Erf", (0,)), ("Add", (1, 1.0)), ("Mul", ("x", 2)),
                      ("Mul", (3, 0.5))],
+    # (0.5 * x) * (1 + erf(.)): the half taken first (tf2onnx and hand-written graphs)
+    "gelu_half": [("Mul", ("x", 0.5)), ("Div", ("x", _SQRT2)), ("Erf", (1,)), ("Add", (2, 1.0)), ("Mul", (0, 3))],
+    "gelu_half_mul": [("Mul", ("x", 0.5)), ("Mul", ("x", 1.0 / _SQRT2)), ("Erf", (1,)), ("Add", (2, 1.0)),
+                      ("Mul", (0, 3))],
     "gelu_tanh": [("Mul", ("x", "x")), ("Mul", ("x", 0)), ("Mul", (1, 0.044715)), ("Add", ("x", 2)),
                   ("Mul", (3, math.sqrt(2.0 / math.pi))), ("Tanh", (4,)), ("Add", (5, 1.0)), ("Mul", ("x", 6)),
                   ("Mul", (7, 0.5))],
     "silu": [("Sigmoid", ("x",)), ("Mul", ("x", 0))],
 }
-_FUSED = {"gelu": ("Gelu", "none"), "gelu_erf_mul": ("Gelu", "none"), "gelu_tanh": ("Gelu", "tanh"),
+_FUSED = {"gelu": ("Gelu", "none"), "gelu_erf_mul": ("Gelu", "none"), "gelu_half": ("Gelu", "none"),
+          "gelu_half_mul": ("Gelu", "none"), "gelu_tanh": ("Gelu", "tanh"),
           "silu": ("Silu", None)}
 _COMMUTATIVE = ("Add", "Mul")
 
