@@ -360,3 +360,46 @@ def test_scaling_consistency(spec, homogeneous):
         x = np.random.default_rng(0).standard_normal((100, 3))
         S = sum(s.exponents)
         np.testing.assert_array_equal(np.ldexp(s.net.forward(x), S), net.forward(x))
+
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.act = torch.nn.Linear(3, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 1), act
+
+    def forward(self, x):
+        h = self.act(self.fc1(x))
+        return self.fc3(self.act(self.fc2(h)) + h)
+
+
+@pytest.mark.parametrize("kind", ["leaky", "leaky_big", "hardtanh", "gelu", "silu"])
+def test_graph_networks_carry_parameters(kind):
+    """Residual models load as GraphNetworks with the parameterised activations (values and gradients
+    equal torch's); the shared witness analysis certifies points; sampled lower <= graph product bound."""
+    from lipopt.baselines.graph_lower import certain_graph_rows
+    torch.manual_seed(3)
+    model = _Residual(MODULES[kind]()).double().eval()
+    g = load(model)
+    assert g.activations[0] == load(torch.nn.Sequential(torch.nn.Linear(2, 2), MODULES[kind]())).activations[0]
+    x = torch.tensor(np.random.default_rng(1).standard_normal((300, 3)), dtype=torch.float64, requires_grad=True)
+    y = model(x)
+    np.testing.assert_allclose(g.forward(x.detach().numpy()), y.detach().numpy(), rtol=0, atol=1e-12)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    np.testing.assert_allclose(g.gradient(x.detach().numpy(), np.ones(1)), grad.numpy(), rtol=0, atol=1e-12)
+    assert certain_graph_rows(g, x.detach().numpy()).any()
+    lo = lower_bound(g, method="sampling", samples=256, time_limit=5).lower_bound
+    assert lo <= upper_bound(g, method="product", lower=False).upper_bound
+
+
+@pytest.mark.parametrize("spec", ["leaky_relu:0.2", "hardtanh:-2:0.5", "elu:2", "gelu_tanh"])
+def test_chain_graph_to_network_keeps_parameters(spec):
+    from lipopt.model.conv import Activation as ActLayer
+    from lipopt.model.graph import GraphBuilder
+    rng = np.random.default_rng(0)
+    b = GraphBuilder((3,))
+    i = b.affine(0, rng.standard_normal((4, 3)), rng.standard_normal(4), (4,))
+    i = b.layer(i, ActLayer("act", spec))
+    i = b.affine(i, rng.standard_normal((1, 4)), np.zeros(1), (1,))
+    net = b.finish(i).to_network()
+    assert net.activations == (check_activation(spec),)

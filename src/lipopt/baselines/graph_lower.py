@@ -23,7 +23,7 @@ from ..errors import InvalidInputError
 from ..exact.enumerate import dual_norm
 from ..model.graph import GraphNetwork, pool_values
 from ..rounding import DENORM, EPS, next_up
-from .witness import MOVE_SCALES, PIECEWISE_LINEAR
+from .witness import MOVE_SCALES, activation_step
 
 GLOBAL_SCALES = (0.1, 1.0, 10.0)
 CHUNK = 2048
@@ -48,19 +48,11 @@ def certain_graph_rows(g: GraphNetwork, X: np.ndarray) -> np.ndarray:
                 mag = (absW @ np.abs(h[0]).T).T + np.abs(n.b)
                 E.append(next_up(((absW @ e[0].T).T + gm * mag) * (1 + gm) + (2 * m + 4) * DENORM))
                 var.append((absW @ vr[0].astype(np.float64).T).T > 0)
-            elif n.kind == "act":
-                z, ez = h[0], e[0]
-                if n.act.name in PIECEWISE_LINEAR:
-                    ok &= ~np.any(vr[0] & ~(np.abs(z) > ez), axis=1)   # NaN counts as a kink
-                    neg = z < -ez
-                    if n.act.name == "relu":  # certainly negative: exactly 0 and constant near x
-                        E.append(np.where(neg, 0.0, ez))
-                        var.append(vr[0] & ~neg)
-                        continue
-                    E.append(ez + EPS * np.abs(vals[i]) + DENORM)
-                else:
-                    E.append(ez + 16 * EPS * np.abs(vals[i]) + DENORM)
-                var.append(vr[0])
+            elif n.kind == "act":  # kinks (relu, leaky_relu, hardtanh's two) and error growth: witness.py
+                bad, ea, va = activation_step(n.act, h[0], e[0], vals[i], vr[0])
+                ok &= ~bad
+                E.append(ea)
+                var.append(va)
             elif n.kind == "add":
                 k = len(h)
                 E.append(next_up((sum(e) + (k + 2) * EPS * sum(np.abs(v) for v in h)) * (1 + 4 * EPS) + DENORM))

@@ -64,35 +64,37 @@ def certain_rows(net: Network, X: np.ndarray) -> np.ndarray:
             prop = (absW @ E.T).T
             Ez = next_up((prop + g * mag) * (1.0 + g) + (2 * n + 4) * _DENORM)
         vz = (absW @ varies.T).T > 0
-        act = net.activations[l]
-        hz = value(act, z)
-        if act.name == "hardtanh":  # kinks k != 0: |z~ - k| must beat Ez plus the subtraction's rounding
-            lo_k, hi_k = act.params
-            Ek = next_up(Ez + 4 * _EPS * (np.abs(z) + max(abs(v) for v in act.params if np.isfinite(v))))
-            below, above = z - lo_k < -Ek, z - hi_k > Ek
-            inner = (z - lo_k > Ek) & (z - hi_k < -Ek)
-            ok &= ~np.any(vz & ~(below | above | inner), axis=1)   # NaN counts as ambiguous
-            flat = below | above                                  # clipped: exactly min / max, constant
-            E = np.where(flat, 0.0, Ez)
-            varies = (vz & ~flat).astype(np.float64)
-        elif act.name in PIECEWISE_LINEAR:
-            ambiguous = vz & ~(np.abs(z) > Ez)          # NaN counts as ambiguous
-            ok &= ~np.any(ambiguous, axis=1)
-            negative = z < -Ez
-            if act.name == "relu":                        # certainly negative: exactly 0, constant
-                E = np.where(negative, 0.0, Ez)
-                varies = (vz & ~negative).astype(np.float64)
-            else:                                         # alpha z~ rounded: + eps |h~|
-                E = (Ez if act.lipschitz == 1.0 else next_up(act.lipschitz * Ez)) + _EPS * np.abs(hz) + _DENORM
-                varies = vz.astype(np.float64)
-        elif act.lipschitz == 1.0:  # tanh, sigmoid, elu, softplus: 1-Lipschitz, a few ulps of evaluation
-            E = Ez + 16 * _EPS * np.abs(hz) + _DENORM
-            varies = vz.astype(np.float64)
-        else:  # gelu, silu, elu with alpha > 1: sup|sigma'| > 1; erfc / sigmoid products: 16 ulps of |z| too
-            E = next_up(act.lipschitz * Ez * (1 + _EPS)) + 16 * _EPS * (np.abs(hz) + np.abs(z)) + _DENORM
-            varies = vz.astype(np.float64)
+        hz = value(net.activations[l], z)
+        bad, E, v = activation_step(net.activations[l], z, Ez, hz, vz)
+        ok &= ~bad
+        varies = v.astype(np.float64)
         h = hz
     return ok
+
+
+def activation_step(act, z: np.ndarray, Ez: np.ndarray, hz: np.ndarray, vz: np.ndarray):
+    """One activation in the forward error analysis: pre-activations z~ (rows = points) with error
+    bound Ez, outputs hz = sigma(z~), vz = which z vary with x. Returns (rows where a varying z~ is
+    within its error of a kink, error bound of hz, which outputs vary). Shared with graph_lower."""
+    if act.name == "hardtanh":  # kinks k != 0: |z~ - k| must beat Ez plus the subtraction's rounding
+        lo_k, hi_k = act.params
+        Ek = next_up(Ez + 4 * _EPS * (np.abs(z) + max(abs(v) for v in act.params if np.isfinite(v))))
+        below, above = z - lo_k < -Ek, z - hi_k > Ek
+        inner = (z - lo_k > Ek) & (z - hi_k < -Ek)
+        flat = below | above                                  # clipped: exactly min / max, constant
+        return np.any(vz & ~(below | above | inner), axis=1), np.where(flat, 0.0, Ez), vz & ~flat
+    if act.name in ("relu", "leaky_relu"):
+        bad = np.any(vz & ~(np.abs(z) > Ez), axis=1)         # NaN counts as ambiguous
+        if act.name == "relu":                                # certainly negative: exactly 0, constant
+            negative = z < -Ez
+            return bad, np.where(negative, 0.0, Ez), vz & ~negative
+        # alpha z~ rounded: + eps |h~|
+        return bad, (Ez if act.lipschitz == 1.0 else next_up(act.lipschitz * Ez)) + _EPS * np.abs(hz) + _DENORM, vz
+    none = np.zeros(z.shape[0], dtype=bool)
+    if act.lipschitz == 1.0:  # tanh, sigmoid, elu, softplus: 1-Lipschitz, a few ulps of evaluation
+        return none, Ez + 16 * _EPS * np.abs(hz) + _DENORM, vz
+    # gelu, silu, elu with alpha > 1: sup|sigma'| > 1; erfc / sigmoid products: 16 ulps of |z| too
+    return none, next_up(act.lipschitz * Ez * (1 + _EPS)) + 16 * _EPS * (np.abs(hz) + np.abs(z)) + _DENORM, vz
 
 
 def best_witness(net: Network, c: np.ndarray, norm: str, X, domain=None, *, values=None,

@@ -176,7 +176,7 @@ class GraphNetwork:
                 if W is None:
                     size = self.nodes[n.inputs[0]].size
                     W, b = sp.eye_array(size, format="csr"), np.zeros(size)
-                Ws.append(W), bs.append(b), acts.append(n.act.name)
+                Ws.append(W), bs.append(b), acts.append(n.act.spec)  # spec: parameters included
                 W = b = None
             elif W is None:
                 W, b = n.W, n.b
