@@ -101,8 +101,9 @@ def test_chain_graph_converts_to_network():
     assert np.allclose(net.gradient(x, [1.0]), g.gradient(x, [1.0]), rtol=1e-13, atol=1e-13)
 
 
-def _problems(n_nets: int, max_vertices: int, seed0: int = 0):
-    """(graph, c, norm, domain) over seeded random graphs small enough to enumerate."""
+def _problems(n_nets: int, max_vertices: int, seed0: int = 0, norms=("inf", "2", "1")):
+    """(graph, c, norm, domain) over seeded random graphs small enough to enumerate; with one norm per
+    net the norms and domains cycle over the nets."""
     out, s = [], seed0
     while len({id(p[0]) for p in out}) < n_nets:
         g = random_graph(s)
@@ -113,7 +114,7 @@ def _problems(n_nets: int, max_vertices: int, seed0: int = 0):
         c = rng.normal(size=g.output_size)
         x0 = rng.normal(size=g.input_size)
         domains = [None, Ball(x0, 0.3, "inf"), Ball(x0, 0.5, "2"), Box(x0 - 0.2, x0 + 0.4)]
-        for k, norm in enumerate(("inf", "2", "1")):
+        for k, norm in enumerate(norms if len(norms) > 1 else [("inf", "2", "1")[s % 3]]):
             out.append((g, c, norm, domains[(s + k) % 4]))
     return out
 
@@ -123,10 +124,11 @@ LOWER_GRAPH_METHODS = [n for n in GRAPH_METHODS if METHODS[n].kind == "lower"]
 
 
 def test_graph_bounds_never_below_enumerated_fgl():
-    """The product and interval bounds over the graph on 200 random nets (600 problems)."""
+    """The product and interval bounds over the graph on 200 random nets (norms and domains cycled;
+    all three norms on every net: -m slow)."""
     from lipopt.graph_bounds import graph_interval_bound
     tight = [0, 0]
-    for g, c, norm, domain in _problems(200, 1024):
+    for g, c, norm, domain in _problems(200, 1024, norms=("one",)):
         slopes = graph_slopes(g, domain)
         fgl = enumerate_fgl(g, c, norm, slopes)
         for k, ub in enumerate((graph_product_bound(g, c, norm, slopes), graph_interval_bound(g, c, norm, slopes))):
@@ -267,3 +269,24 @@ def test_cli_graph_onnx(tmp_path, capsys):
     assert main(["inspect", str(path), "--output", "0"]) == 0
     out = capsys.readouterr().out
     assert "maxpool" in out and "add of 2" in out and "(skip)" in out
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu", "hardtanh", "leaky_relu:2.5", "silu"])
+def test_graph_bounds_other_activations(act):
+    """Non-monotone (gelu, silu), clipped (hardtanh) and expanding (leaky slope 2.5) activations: the
+    slope boxes come from the activation's own ranges; product and interval never below the FGL."""
+    from lipopt.graph_bounds import graph_interval_bound
+    n = 0
+    for seed in range(24):
+        g = random_graph(seed, act)
+        if vertex_count(g, global_graph_slopes(g)) > 1024:
+            continue
+        rng = np.random.default_rng(seed)
+        c, x0 = rng.normal(size=g.output_size), rng.normal(size=g.input_size)
+        for norm, domain in (("inf", None), ("2", Ball(x0, 0.4, "inf")), ("1", Box(x0 - 0.3, x0 + 0.1))):
+            slopes = graph_slopes(g, domain)
+            fgl = enumerate_fgl(g, c, norm, slopes)
+            assert graph_product_bound(g, c, norm, slopes) >= fgl
+            assert graph_interval_bound(g, c, norm, slopes) >= fgl
+            n += 1
+    assert n >= 30
