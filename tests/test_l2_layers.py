@@ -81,8 +81,8 @@ def test_opt_never_below_exact_fgl_200_nets():
 def test_feasible_point_not_below_lipsdp_optimum():
     # any (rho, tau) of the same LMI is feasible for LipSDP-Neuron, so our value >= its optimum; the SDP's
     # raw objective is within solver tolerance of the optimum
-    for widths in ((4, 6, 1), (3, 5, 4, 2)):
-        for seed in range(3):
+    for widths in ((4, 6, 1), (3, 5, 4, 2), (5, 8, 8, 8, 3)):
+        for seed in range(3 if len(widths) < 5 else 2):   # SDPA reports 5-8-8-8-3 seed 2 infeasible
             net = small_network(widths, seed)
             c = _c(net)
             ls = lipsdp_neuron(net, c)
@@ -90,9 +90,8 @@ def test_feasible_point_not_below_lipsdp_optimum():
                 b = lipsdp_layers(net, c, mode=mode)
                 assert b.upper >= ls.raw * (1 - 1e-5), (widths, seed, mode, b.upper, ls.raw)
                 assert b.raw >= ls.raw * (1 - 1e-5)
-            # one hidden layer: the refined multipliers reach LipSDP-Neuron's certified value
-            if net.depth == 1:
-                assert b.upper <= ls.upper * (1 + 1e-4)
+            # the refined multipliers (barrier path) reach LipSDP-Neuron's certified value
+            assert b.upper <= ls.upper * (1 + 1e-3), (widths, seed, b.upper, ls.upper)
 
 
 def test_opt_never_worse_than_fast_and_fast_below_product_globally():

@@ -37,6 +37,8 @@ from .quadratic import check_c, check_slopes
 from .shor import SDPBound
 
 NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
+BARRIERS = (1e-2, 1e-4, 1e-6)   # refinement: the barrier path's weights
+BARRIER_STALL = 1e-5            # a barrier stage only has to reach the path roughly
 LOG_RANGE = 10.0          # refinement: multipliers within e^+-10 of the closed form
 MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
 
@@ -96,10 +98,13 @@ def _p_term(W, tp):
     return (W.T * tp) @ W if np.any(tp) else None
 
 
-def schur_value(data: LayerData, t: list, grad: bool = False):
-    """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt."""
+def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
+    """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt; with
+    ``mu`` > 0 instead J = log F - mu sum_{l>=1} log det(Y_l) / n_l (convex in t: every Y_l is a Schur
+    complement of a matrix affine in t, hence matrix-concave) and dJ/dt, for the barrier path of ``refine``."""
     d = len(data.W)
     Y = None
+    chols = [None] * (d + 1)
     if data.K0 is None:
         Y = np.eye(data.W[0].shape[1]) + _p_term(data.W[0], t[0] * data.p[0])
     S_list = []
@@ -109,7 +114,7 @@ def schur_value(data: LayerData, t: list, grad: bool = False):
             S_list.append(None)
             Y = -(tm[:, None] * data.K0 * tm[None, :])
         else:
-            cf = _chol(Y)
+            cf = chols[l - 1] = _chol(Y)
             if cf is None:
                 return (math.inf, None) if grad else math.inf
             C = (t[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
@@ -122,15 +127,22 @@ def schur_value(data: LayerData, t: list, grad: bool = False):
             P = _p_term(data.W[l], t[l] * data.p[l])
             if P is not None:
                 Y = Y + P
-    cf = _chol(Y)
+    cf = chols[d] = _chol(Y)
     if cf is None:
         return (math.inf, None) if grad else math.inf
     v = sla.cho_solve(cf, data.u, check_finite=False)
     F = float(data.u @ v)
     if not grad:
         return F
+
+    def barrier(l):   # d(-mu log det Y_l / n_l)/dY_l
+        c = chols[l]
+        return -(mu / len(c[0])) * sla.cho_solve(c, np.eye(len(c[0])), check_finite=False)
+
     g = [None] * d
     G = -np.outer(v, v)                                                # dF/dY_d
+    if mu > 0:
+        G = G / F + barrier(d)
     for l in range(d, 0, -1):
         S, W = S_list[l - 1], data.W[l - 1]
         if S is None:                                                  # layer 1 through K0 (no P term)
@@ -139,9 +151,14 @@ def schur_value(data: LayerData, t: list, grad: bool = False):
             break
         gl = np.diag(G).copy() - 2 * data.m[l - 1] * ((G @ S) * W).sum(axis=1)
         G = S.T @ G @ S                                                # dF/dY_{l-1}
+        if mu > 0 and l - 1 >= 1:
+            G = G + barrier(l - 1)
         if np.any(data.p[l - 1]):
             gl += data.p[l - 1] * ((W @ G) * W).sum(axis=1)
         g[l - 1] = gl
+    if mu > 0:
+        logdet = sum(2 * float(np.log(np.diag(chols[l][0])).sum()) / len(chols[l][0]) for l in range(1, d + 1))
+        return math.log(F) - mu * logdet, g
     return F, g
 
 
@@ -227,30 +244,44 @@ def _lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
     return x, f
 
 
-def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500, restarts: int = 3) -> list:
-    """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t;
-    in log t the steps are scale-free); restarted with a fresh memory while that still helps."""
+def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500,
+           barriers: tuple = BARRIERS) -> list:
+    """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t,
+    so log F is convex in t; in log t the steps are scale-free). Plain descent runs into the boundary of
+    the definite region and stalls there (the gradient blows up across it), so it follows a barrier path
+    first: log F - mu sum_l log det(Y_l)/n_l for the decreasing ``barriers``, then mu = 0; returns the t of
+    the smallest F seen."""
     cuts = np.cumsum([len(x) for x in t0])[:-1]
     s0 = np.log(np.concatenate(t0))
+    best = [schur_value(data, t0), t0]
 
-    def fun(s):
-        if np.any(np.abs(s - s0) > LOG_RANGE):       # keeps the certificate's blocks well scaled
-            return math.inf, None
-        t = np.split(np.exp(s), cuts)
-        F, g = schur_value(data, t, grad=True)
-        if not math.isfinite(F) or F <= 0:
-            return math.inf, None
-        return math.log(F), np.exp(s) * np.concatenate(g) / F
+    def make(mu):
+        def fun(s):
+            if np.any(np.abs(s - s0) > LOG_RANGE):       # keeps the certificate's blocks well scaled
+                return math.inf, None
+            t = np.split(np.exp(s), cuts)
+            if mu > 0:
+                J, g = schur_value(data, t, grad=True, mu=mu)
+                if not math.isfinite(J):
+                    return math.inf, None
+                F = schur_value(data, t)
+                if F < best[0]:
+                    best[0], best[1] = F, t
+                return J, np.exp(s) * np.concatenate(g)
+            F, g = schur_value(data, t, grad=True)
+            if not math.isfinite(F) or F <= 0:
+                return math.inf, None
+            if F < best[0]:
+                best[0], best[1] = F, t
+            return math.log(F), np.exp(s) * np.concatenate(g) / F
+        return fun
 
     x = s0
-    f = fun(x)[0]
-    for _ in range(restarts):
-        x, fn = _lbfgs(fun, x, deadline, max_iter)
-        done = fn > f - 1e-9 or (deadline is not None and time.perf_counter() > deadline)
-        f = fn
-        if done:
+    for mu in tuple(barriers) + (0.0,):
+        x, _ = _lbfgs(make(mu), x, deadline, max_iter, stall=BARRIER_STALL if mu > 0 else 1e-7)
+        if deadline is not None and time.perf_counter() > deadline:
             break
-    return np.split(np.exp(x), cuts)
+    return best[1]
 
 
 def estimate_bytes(widths) -> float:
