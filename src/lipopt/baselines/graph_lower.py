@@ -9,7 +9,8 @@ certain when every ReLU-type input z has |z| > E and every max-pool window's com
 runner-up by more than the sum of their E's: then f is differentiable at x with the computed gradient
 (every kink and every tie is strictly avoided).
 
-"sampling": seeded random points (globally at scales 0.1, 1, 10; locally the domain's sampler);
+"sampling": seeded random points (globally at scales 0.1, 1, 10; locally the domain's sampler, then a
+short hill climb inside the domain, like the chain's local sampler);
 "ascent": the same, then a random-step hill climb on the gradient norm from the best points (inside the
 domain). The best certain candidates (moved into the domain, tiny moves when uncertain) give the bound.
 """
@@ -93,8 +94,8 @@ def graph_lower_bound(g: GraphNetwork, c, norm: str, domain=None, samples: int =
     else:
         X = domain.sample(samples, rng)
     vals = _norms(g, X, c, norm, deadline)
-    if ascent:
-        X, vals = _climb(g, X, vals, c, norm, domain, rng, deadline)
+    if ascent or domain is not None:  # locally "sampling" searches too (as the chain sampler does), shorter
+        X, vals = _climb(g, X, vals, c, norm, domain, rng, deadline, rounds=60 if ascent else 20)
     order = np.argsort(-vals, kind="stable")[:16]
     cand = [X[k] for k in order]
     if domain is not None:
