@@ -290,3 +290,17 @@ def test_graph_bounds_other_activations(act):
             assert graph_interval_bound(g, c, norm, slopes) >= fgl
             n += 1
     assert n >= 30
+
+
+def test_trusted_pt_file_with_residual_module(tmp_path):
+    torch.manual_seed(0)
+    model = randomize(ResMLP())
+    path = tmp_path / "resmlp.pt"
+    torch.save(model, str(path))
+    with pytest.raises(InvalidInputError, match="pickled"):  # runs no code unless trusted
+        load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = load(path, trust_code=True)
+    assert isinstance(g, GraphNetwork) and g.kinds == {"add"}
+    _torch_check(model, g, (6,))

@@ -106,8 +106,15 @@ def _module_network(module, path: Path, input_shape) -> Network:
     try:
         return from_torch(module, input_shape)
     except InvalidInputError as exc:
+        from . import _graph_refusal  # residual / concat / max pooling in a trusted module: graph_fx
+        if _graph_refusal(exc) and not hasattr(module, "inlined_graph"):  # fx cannot trace TorchScript
+            from .graph_fx import graph_from_torch
+            try:
+                return graph_from_torch(module, input_shape)
+            except InvalidInputError as graph_exc:
+                exc = graph_exc
         exc.args = (f"{path}: {exc}",)
-        raise
+        raise exc from None
 
 
 def _warn_trusted(message: str) -> None:
