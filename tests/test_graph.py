@@ -304,3 +304,31 @@ def test_trusted_pt_file_with_residual_module(tmp_path):
         g = load(path, trust_code=True)
     assert isinstance(g, GraphNetwork) and g.kinds == {"add"}
     _torch_check(model, g, (6,))
+
+
+def test_maxpool_windows_equal_torch():
+    """Any kernel / stride / padding / dilation / ceil_mode, 1-D and 2-D, against torch's max pooling."""
+    from lipopt.model.graph import maxpool_windows, pool_values
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(120):
+        nd = int(rng.integers(1, 3))
+        k = tuple(int(v) for v in rng.integers(1, 4, nd))
+        d = tuple(int(v) for v in rng.integers(1, 3, nd))
+        s = tuple(int(v) for v in rng.integers(1, 4, nd))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        shape = (int(rng.integers(1, 3)),) + tuple(int(v) for v in rng.integers(3, 9, nd))
+        ceil = bool(rng.random() < 0.5)
+        pool = (torch.nn.MaxPool1d if nd == 1 else torch.nn.MaxPool2d)(k, s, p, d, ceil_mode=ceil)
+        x = rng.normal(size=shape)
+        try:
+            ref = pool(torch.tensor(x)[None])[0].numpy()
+        except RuntimeError:  # torch refuses the configuration (output size < 1)
+            with pytest.raises(InvalidInputError):
+                maxpool_windows(shape, k, s, p, d, ceil)
+            continue
+        windows, out = maxpool_windows(shape, k, s, p, d, ceil)
+        assert out == ref.shape
+        assert np.array_equal(pool_values(x.reshape(1, -1), windows).max(axis=2).reshape(out), ref)
+        checked += 1
+    assert checked > 80

@@ -228,11 +228,11 @@ def maxpool_windows(in_shape, kernel, stride=None, padding=0, dilation=1, ceil_m
         n, k, s, dl, (lo, hi) = in_shape[d + 1], kernel[d], stride[d], dilation[d], pads[d]
         span = dl * (k - 1) + 1
         num = n + lo + hi - span
-        if num < 0:
-            raise InvalidInputError(f"max pooling window {span} does not fit the padded input {n + lo + hi}")
         m = (-(-num // s) if ceil_mode else num // s) + 1
         if ceil_mode and (m - 1) * s >= n + lo:
             m -= 1
+        if m < 1:
+            raise InvalidInputError(f"max pooling window {span} does not fit the padded input {n + lo + hi}")
         taps = np.arange(m)[:, None] * s - lo + np.arange(k)[None, :] * dl
         axes.append(np.where((taps >= 0) & (taps < n), taps, -1))
         outs.append(m)
