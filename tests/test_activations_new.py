@@ -294,11 +294,39 @@ def test_methods_sound_or_refuse_all():
     assert _check_methods(54, methods) > 0
 
 
-def test_mip_refuses_leaky_outside_unit_interval():
+@pytest.mark.parametrize("slope", [2.5, -0.5] + [pytest.param(a, marks=pytest.mark.slow) for a in (0.3, 1.7)])
+def test_mip_any_leaky_slope_equals_region_enumeration(slope, monkeypatch):
+    """The MIP with h = alpha z + (1 - alpha) relu(z) (rows flipped for alpha > 1, h's bounds for
+    alpha < 0): every real point is feasible, and the bracket contains the maximum over the activation
+    regions (test_exact_mip's enumeration, with this slope)."""
+    import test_exact_mip as T
+    from lipopt.exact.mip import build_mip, exact_lipschitz_mip, point_to_columns
+    monkeypatch.setitem(T.ALPHA, "leaky_relu", slope)
+    for widths, seed in [((2, 4, 1), 0), ((2, 4, 3, 1), 1), ((3, 4, 4, 1), 2)][:None if abs(slope) > 1 else 2]:
+        base = small_network(widths, seed)
+        net = build_network(base.weights, base.biases, [f"leaky_relu:{slope}"] * base.depth)
+        lo, hi = -np.ones(widths[0]), np.ones(widths[0])
+        c = np.ones(1)
+        for norm in ("inf", "1"):
+            model = build_mip(net, c, Box(lo, hi), norm)
+            for x in Box(lo, hi).sample(50, np.random.default_rng(seed)):
+                col = point_to_columns(model, net, c, x)
+                act = model.A @ col
+                scale = 1e-9 * (1 + abs(model.A) @ np.abs(col))
+                assert np.all(act >= model.row_lo - scale) and np.all(act <= model.row_hi + scale)
+                assert np.all(col >= model.lb) and np.all(col <= model.ub)
+            ref, _ = T.enumerate_regions(net, c, lo, hi, norm)
+            r = exact_lipschitz_mip(net, c, Box(lo, hi), norm)
+            tol = 1e-9 * max(1.0, ref)
+            assert r.lower - tol <= ref <= r.upper + tol, (slope, widths, norm, r.lower, ref, r.upper)
+            assert r.upper - r.lower <= 1e-4 * max(1.0, ref)
+
+
+def test_mip_refuses_non_leaky():
     base = small_network([3, 4, 2], 0)
     x0 = np.zeros(3)
-    for spec, ok in [("leaky_relu:0.2", True), ("leaky_relu:1.5", False), ("leaky_relu:-0.2", True),
-                     ("hardtanh", False)]:
+    for spec, ok in [("leaky_relu:0.2", True), ("leaky_relu:1.5", True), ("leaky_relu:-0.2", True),
+                     ("hardtanh", False), ("relu6", False), ("gelu", False)]:
         net = build_network(base.weights, base.biases, [spec])
         problem = make_problem(net, np.array([1.0, 0.0]), "inf", Box(x0 - 1, x0 + 1), "linear", {})
         assert (METHODS["exact"].capabilities.refuse(problem) is None) == ok, spec

@@ -94,9 +94,7 @@ class Problem:
 
     @property
     def activations(self) -> frozenset[str]:
-        """What the registry's activation capabilities compare (Activation.family: the name, or the
-        spec of a concave leaky_relu, slope > 1)."""
-        return frozenset(a.family for a in self.net.activations)
+        return frozenset(a.name for a in self.net.activations)
 
     @property
     def piecewise_linear(self) -> bool:

@@ -13,9 +13,11 @@ Encoding (every big-M constant comes from sound, outward-rounded bounds):
 * forward: x in X; hidden layer l has z_l = W_{l-1} h_{l-1} + b_{l-1} with bounds [lo, hi] from
   ``domain.linear_bounds``. A neuron with lo > 0 or hi < 0 is stable (its slope is fixed and h = s z is
   an equality row). An unstable neuron (lo <= 0 <= hi) gets a binary a (slope s = alpha + (1 - alpha) a,
-  alpha = 0 for ReLU, the slope alpha < 1 of a leaky ReLU) and the exact big-M encoding of h = sigma(z):
+  alpha = 0 for ReLU, the slope of a leaky ReLU) and the exact big-M encoding of h = sigma(z):
       h >= z,  h >= alpha z,  h <= z - (1 - alpha) lo (1 - a),  h <= alpha z + (1 - alpha) hi a,
-  which forces h = z, z >= 0 when a = 1 and h = alpha z, z <= 0 when a = 0.
+  which forces h = z, z >= 0 when a = 1 and h = alpha z, z <= 0 when a = 0. These are the rows of
+  h = alpha z + (1 - alpha) relu(z); for alpha > 1 (concave) they hold with every inequality reversed,
+  and for alpha < 0 h's bounds are [min(0, sigma(lo), sigma(hi)), max(sigma(lo), sigma(hi))].
 * backward: v_{d+1} = c, u_l = W_l^T v_{l+1}, v_l = s_l * u_l (so g = u_0 = W_0^T v_1 is the gradient).
   u_d is a constant, so v_d is linear in a; deeper layers use the exact big-M product of a binary and
   a bounded continuous variable, with [U_lo, U_hi] from interval arithmetic on the backward pass.
@@ -80,7 +82,7 @@ from ..model.network import Network
 from ..rounding import EPS, up, widen_down, widen_up
 from .enumerate import dual_norm
 
-SUPPORTED = ("relu", "leaky_relu")  # leaky_relu with slope < 1: h = max(z, alpha z) is convex
+SUPPORTED = ("relu", "leaky_relu")  # any leaky slope: h = alpha z + (1 - alpha) relu(z)
 MARGIN_FACTOR = 2.0
 MAX_CUT_ROUNDS = 50  # re-solves after excluding a pattern proven unrealisable
 PROOF_REL = 1e-10   # relative safety of the emptiness proof of a pattern region
@@ -94,8 +96,8 @@ def _left_slope(act) -> float:
 def activation_refusal(net) -> str | None:
     """Why the encoding (h = max(z, alpha z), h in [alpha lo, hi]) does not fit the network, or None."""
     for l, act in enumerate(net.activations):
-        if act.name not in SUPPORTED or not _left_slope(act) < 1.0:
-            return (f"supports relu and leaky_relu with a slope < 1 only; hidden layer {l + 1} "
+        if act.name not in SUPPORTED:
+            return (f"supports relu and leaky_relu only; hidden layer {l + 1} "
                     f"uses {act.spec!r}")
     return None
 
@@ -303,6 +305,8 @@ def _add_backward(B: _Builder, net: Network, c: np.ndarray, slo, shi, free, a_co
                 B.rows(S.size, [_diag(np.arange(S.size), vc[S]), _block(WT[S], v_next_cols, sl[S])], 0.0, 0.0)
             if m:
                 WU, uL, uH = WT[U], Ulo[U], Uhi[U]
+                if np.any(delta < 0):  # shi < slo (leaky slope > 1): the rows times delta flip, i.e.
+                    uL, uH = np.where(delta < 0, uH, uL), np.where(delta < 0, uL, uH)  # U_lo <-> U_hi
                 B.rows(m, [_diag(r, vc[U]), _block(WU, v_next_cols, sl[U]), _diag(r, ac, -delta * uH)],
                        -np.inf, 0.0)
                 B.rows(m, [_diag(r, vc[U]), _block(WU, v_next_cols, sl[U]), _diag(r, ac, -delta * uL)],
@@ -387,16 +391,20 @@ def build_mip(net: Network, c: np.ndarray, domain, norm: str = "inf", bounds: st
             m = U.size
             r = np.arange(m)
             WU, bU, loU, hiU = W[U], b[U], lo[U], hi[U]
+            # h = alpha z + (1 - alpha) relu(z): the big-M rows of relu(z) times 1 - alpha, whose sign
+            # orients them (alpha > 1, concave min(z, alpha z): every inequality flips)
+            ge = (lambda v: (v, np.inf)) if al <= 1 else (lambda v: (-np.inf, v))
+            le = (lambda v: (-np.inf, v)) if al <= 1 else (lambda v: (v, np.inf))
             # h >= z
-            B.rows(m, [_diag(r, hc[U]), _block(WU, prev, 1.0)], bU, np.inf)
+            B.rows(m, [_diag(r, hc[U]), _block(WU, prev, 1.0)], *ge(bU))
             if al != 0:  # h >= alpha z (for ReLU this is the bound h >= 0)
-                B.rows(m, [_diag(r, hc[U]), _block(WU, prev, al)], al * bU, np.inf)
+                B.rows(m, [_diag(r, hc[U]), _block(WU, prev, al)], *ge(al * bU))
             # h <= z - (1 - alpha) lo (1 - a)
             B.rows(m, [_diag(r, hc[U]), _block(WU, prev, 1.0), _diag(r, ac, -(1 - al) * loU)],
-                   -np.inf, bU - (1 - al) * loU)
+                   *le(bU - (1 - al) * loU))
             # h <= alpha z + (1 - alpha) hi a
             B.rows(m, [_diag(r, hc[U]), _block(WU, prev, al), _diag(r, ac, -(1 - al) * hiU)],
-                   -np.inf, al * bU)
+                   *le(al * bU))
         h_cols.append(hc)
         a_cols.append(ac)
         unstable.append(U)

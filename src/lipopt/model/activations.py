@@ -47,12 +47,6 @@ class Activation:
         return ":".join([self.name] + [repr(float(p)) for p in self.params])
 
     @property
-    def family(self) -> str:
-        """The name the registry's ``activations`` capabilities test: the name, except that a leaky_relu
-        with slope > 1 (concave: min(z, a z), which the MIP cannot encode) answers with its spec."""
-        return self.spec if self.name == "leaky_relu" and self.params[0] > 1.0 else self.name
-
-    @property
     def lipschitz(self) -> float:
         """sup |sigma'|."""
         return max(abs(self.slope_lo), abs(self.slope_hi))
