@@ -431,3 +431,33 @@ def test_chain_graph_to_network_keeps_parameters(spec):
     i = b.affine(i, rng.standard_normal((1, 4)), np.zeros(1), (1,))
     net = b.finish(i).to_network()
     assert net.activations == (check_activation(spec),)
+
+
+@pytest.mark.parametrize("opset,inputs,attrs,want", [
+    (13, ["", "mx"], {}, "hardtanh:-inf:0.75"),      # only max, min input omitted: position matters
+    (13, ["mn"], {}, "relu"),                        # only min = 0
+    (13, ["mn2", "mx"], {}, "hardtanh:-0.5:0.75"),
+    (6, [], {"min": -0.5, "max": 0.75}, "hardtanh:-0.5:0.75"),   # attributes before opset 11
+    (6, [], {"max": 0.75}, "hardtanh:-inf:0.75"),
+])
+def test_onnx_clip(tmp_path, opset, inputs, attrs, want):
+    from onnx import TensorProto, helper
+    W = np.array([[1.0, -2.0], [0.5, 1.5], [-1.0, 0.25]], dtype=np.float32)
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, [2, 3], W.T.ravel()),
+             helper.make_tensor("V", TensorProto.FLOAT, [3, 1], np.ones(3, np.float32)),
+             helper.make_tensor("mn", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("mn2", TensorProto.FLOAT, [], [-0.5]),
+             helper.make_tensor("mx", TensorProto.FLOAT, [], [0.75])]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]),
+             helper.make_node("Clip", ["h"] + inputs, ["c"], **attrs),
+             helper.make_node("MatMul", ["c", "V"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], inits)
+    path = tmp_path / "clip.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString())
+    net = load(path)
+    assert net.activations == (check_activation(want),)
+    x = np.random.default_rng(0).standard_normal((100, 2))
+    lo, hi = check_activation(want).params if want != "relu" else (0.0, np.inf)
+    want_y = np.clip(x @ W.astype(float).T, lo, hi) @ np.ones((3, 1))  # the file's weight is W^T
+    np.testing.assert_allclose(net.forward(x), want_y, rtol=0, atol=1e-12)
