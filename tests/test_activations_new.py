@@ -461,3 +461,18 @@ def test_onnx_clip(tmp_path, opset, inputs, attrs, want):
     lo, hi = check_activation(want).params if want != "relu" else (0.0, np.inf)
     want_y = np.clip(x @ W.astype(float).T, lo, hi) @ np.ones((3, 1))  # the file's weight is W^T
     np.testing.assert_allclose(net.forward(x), want_y, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", NEW)
+def test_relaxation_lines_enclose(spec):
+    """CROWN's lines aL z + bL <= sigma(z) <= aU z + bU on [lo, hi] (intercepts from all roots of sigma' = a)."""
+    from lipopt.domain import relaxation
+    act = check_activation(spec)
+    lo, hi = _intervals(np.random.default_rng(11), spec, 150)
+    aL, bL, aU, bU = relaxation(act, lo, hi)
+    t = np.linspace(0.0, 1.0, 1001)
+    z = np.hstack([lo[:, None] + t[None, :] * (hi - lo)[:, None], hi[:, None]] +
+                  [np.clip(k, lo, hi)[:, None] for k in _kinks(spec)])
+    z = np.clip(z, lo[:, None], hi[:, None])
+    v = value(act, z)
+    assert np.all(aL[:, None] * z + bL[:, None] <= v) and np.all(v <= aU[:, None] * z + bU[:, None])
