@@ -42,7 +42,8 @@ def row(name: str, radius, time_limit: float, lower_seconds: float) -> dict:
     y, j = (int(k) for k in np.argsort(-logits)[:2])
     domain = None if radius is None else Ball(x0, radius, "inf", clip=(0.0, 1.0))
     kw = {"margin": (y, j), "domain": domain}
-    out = {"model": name, "widths": "-".join(map(str, net.widths)), "domain": "global" if radius is None else f"r={radius}"}
+    out = {"model": name, "widths": "-".join(map(str, net.widths)),
+           "domain": "global" if radius is None else f"r={radius}"}
     out["product"] = lipopt.upper_bound(net, method="product", lower=False, **kw).upper_bound
     t0 = time.perf_counter()
     r = lipopt.upper_bound(net, method="compose", lower=False, time_limit=time_limit, **kw)

@@ -184,3 +184,25 @@ def test_registry_entry_and_refusals():
         api.upper_bound(_net(1, 1, "relu", False), method="compose", output=0, lower=False)
     with pytest.raises(InvalidInputError, match="block_layers"):
         run_compose(net, output_vector(net, output=0), "inf", global_slopes(net), {"block_layers": 3})
+
+
+def test_dense_blocks_take_branch_and_bound_soundly():
+    """A dense block with > 4096 nonzeros goes to branch and bound without DP planning: compose (one
+    two-layer block, its one search) stays above the exact search's witness value P(t, s) (realised, so
+    at most the FGL that compose bounds) and the sampled gradient norms, and at most the product."""
+    rng = np.random.default_rng(7)
+    widths = [70, 40, 40, 3]
+    net = build_network([rng.standard_normal((widths[l + 1], widths[l])) / np.sqrt(widths[l]) for l in range(3)],
+                        [0.1 * rng.standard_normal(w) for w in widths[1:]])
+    assert sum(W.nnz for W in net.weights[:2]) > 4096
+    c = output_vector(net, margin=(0, 2))
+    sl = global_slopes(net)
+    out = normalised(run_compose)(net, c, "inf", sl, {"time_limit": 3.0, "block_layers": 2})
+    searched = [p for p in out.details["plans"] if p["search"]]
+    assert searched and searched[0]["row_searches"] == 1
+    witness = api.upper_bound(net, method="exact-fgl", margin=(0, 2), lower=False,
+                              time_limit=2).details["bracket"][0]
+    assert out.upper >= witness > 0
+    g = net.gradient(rng.uniform(-2, 2, (4000, widths[0])), c)
+    assert out.upper >= np.abs(g).sum(axis=1).max()
+    assert out.upper <= product_bound(net, c, "inf", sl) * (1 + 1e-12)

@@ -10,9 +10,11 @@ inf-norms of the blocks under the diagonal scaling D_k = diag(1/rho_k), and it i
 other positive diagonal scaling (induction: rho_k <= beta_k D_k^{-1} 1 for the scaled product beta_k, the
 row bound being monotone in the column weights), in particular never worse than the product bound.
 The leading S_a enters only through m_a = max(|lo_a|, |hi_a|) (the l1 norm of a row is separable in S_a),
-so block k is the network (W_a diag(m_a rho_{k-1}), W_{a+1}, ..., W_{b-1}) with its internal slopes: for
-1-2 internal hidden layers its row bound is exactly lipopt's l_inf FGL (exact.exact_fgl_auto), any valid
-bracket's upper end at a deadline, and never more than the row's absolute-value mass.
+so block k is the network (W_a diag(m_a rho_{k-1}), W_{a+1}, ..., W_{b-1}) with its internal slopes. Its
+row bounds: first in closed form, min(absolute path mass, interval matrix product of the block's Jacobian,
+exact entry by entry for one hidden layer); then, for 1-2 internal hidden layers and time permitting,
+lipopt's l_inf FGL of the row (exact.exact_fgl_auto: exact, or a bracket's upper end at a deadline).
+Cuts: uniform blocks, or placed by a beam search over the closed-form recursion (``beam_plan``).
 
 l_1 inputs (||g||_inf = max_j |g_j|) are the same recursion on the transposed chain (weights reversed and
 transposed, input W_d^T c of width 1): sup_s |g_j| is the FGL of its output j.
@@ -39,9 +41,9 @@ from ..rounding import U, gamma_float, next_up, relative_up
 
 MIN_ROW_SECONDS = 2e-3   # below this per row, a block's rows keep their closed-form bound (no search)
 STALL_ROWS = 6             # searches of a block that must improve a row before the rest are searched
-SEARCH_NNZ_PER_SECOND = 1e5  # a search needs a time share of at least its weights' nonzeros / this
+SEARCH_NNZ_PER_SECOND = 1e6  # a search needs a time share of at least its weights' nonzeros / this
 FLOPS = 1e9                # multiply-adds per second assumed when deciding whether an interval fits the time
-MAX_INTERVAL_ENTRIES = 4_000_000    # dense interval Jacobians of a block beyond this (~8 arrays of floats): masses only
+MAX_INTERVAL_ENTRIES = 4_000_000  # dense interval Jacobians beyond this (~8 float arrays): masses only
 
 
 @dataclass
@@ -159,8 +161,9 @@ def _interval_rows(ch: Chain, a: int, b: int, w: np.ndarray, R, masses: np.ndarr
     """Per row of R (the block's last weight, or the output row c^T W_{b-1}): an upper bound on
     sup_s sum_k w_k |(R S_{b-2} W_{b-2} ... S_a' W_a)_{:,k}| by interval matrix products, entry by entry
     J <- W^+ [S J] - W^- [S J] from J = W_a (exact in every entry for one hidden layer: the range of
-    sum_j a_j s_j W_jk), and for two hidden layers also from the row's side; the smaller. Float error: each entry is within 2 (layers) gamma_N of its absolute mass,
-    summed with the weights w this is at most 2 (layers) gamma_N masses (covered 2x). None if too large."""
+    sum_j a_j s_j W_jk), and for two hidden layers also from the row's side; the smaller. Float error:
+    each entry is within 2 (layers) gamma_N of its absolute mass, summed with the weights w at most
+    2 (layers) gamma_N masses (covered twice). None if too large."""
     Wa = ch.weights[a]
     if R.shape[0] * Wa.shape[1] > MAX_INTERVAL_ENTRIES or max(W.shape[0] for W in ch.weights[a:b]) * \
             Wa.shape[1] > MAX_INTERVAL_ENTRIES:
