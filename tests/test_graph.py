@@ -332,3 +332,32 @@ def test_maxpool_windows_equal_torch():
         assert np.array_equal(pool_values(x.reshape(1, -1), windows).max(axis=2).reshape(out), ref)
         checked += 1
     assert checked > 80
+
+
+def test_interval_bounds_contain_values_slopes_and_fixed_windows():
+    """At points of the domain every node's value lies in its interval bound, every activation's slope
+    in its slope box, and every fixed max-pool window's argmax is the fixed input."""
+    from lipopt.graph_bounds import interval_bounds
+    from lipopt.model.activations import derivative
+    fixed_seen = 0
+    for seed in range(60):
+        g = random_graph(seed, ("relu", "tanh", "gelu", "hardtanh")[seed % 4])
+        rng = np.random.default_rng(seed)
+        x0 = rng.normal(size=g.input_size)
+        domain = (Ball(x0, 0.3, "inf"), Ball(x0, 0.5, "2"), Box(x0 - 0.2, x0 + 0.1))[seed % 3]
+        X = domain.sample(256, rng)
+        vals = g.values(X)
+        bounds = interval_bounds(g, domain)
+        for v, (lo, hi) in zip(vals, bounds):
+            assert np.all(v >= lo) and np.all(v <= hi)
+        slopes = graph_slopes(g, domain)
+        for k, i in enumerate(g.act_nodes):
+            s = derivative(g.nodes[i].act, vals[g.nodes[i].inputs[0]])
+            assert np.all(s >= slopes.lo[k]) and np.all(s <= slopes.hi[k])
+        for i in g.pool_nodes:
+            from lipopt.model.graph import pool_argmax
+            f = slopes.fixed[i]
+            pick = pool_argmax(vals[g.nodes[i].inputs[0]], g.nodes[i].windows)
+            assert np.all((f < 0) | (pick == f))
+            fixed_seen += int((f >= 0).sum())
+    assert fixed_seen > 0
