@@ -39,6 +39,7 @@ from .shor import SDPBound
 NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
 BARRIERS = (1e-2, 1e-4, 1e-6)   # refinement: the barrier path's weights
 BARRIER_STALL = 1e-5            # a barrier stage only has to reach the path roughly
+RETREAT_CAPS = (6.0, 3.0, 1.0)  # certificate retreat: multipliers at most e^cap times the closed form's
 LOG_RANGE = 10.0          # refinement: multipliers within e^+-10 of the closed form
 MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
 
@@ -52,7 +53,7 @@ class LayerData:
     u_err: np.ndarray  # |u - fl(u)| bound
     R2: float          # >= ||xi||^2 / ||dx_0||^2 over the slope box
     kept: list         # indices kept per hidden layer
-    K0: np.ndarray | None = None   # W_0 W_0^T when every p_1 = 0 (then Y_0 = I: layer 1 needs only K0)
+    K0: np.ndarray | None = None   # W_0 W_0^T: layer 1 works in n_1 x n_1 matrices only (see _first_q)
 
 
 def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
@@ -83,7 +84,7 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     Wd = np.asarray(Wd, float)[:, kept[d - 1]]
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
-    K0 = None if np.any(p[0]) else W[0] @ W[0].T
+    K0 = W[0] @ W[0].T
     return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, kept=kept, K0=K0)
 
 
@@ -98,6 +99,20 @@ def _p_term(W, tp):
     return (W.T * tp) @ W if np.any(tp) else None
 
 
+def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
+    """Q = W_0 Y_0^{-1} W_0^T for Y_0 = I + W_0^T D W_0, D = diag(t_1 p_1) >= 0, in n_1 x n_1 terms:
+    Q = K0 - K0 r (I + r K0 r)^{-1} r K0 with r = D^(1/2) (push-through identity; dQ/dD_jj = -Q e_j e_j^T Q)."""
+    dvec = t1 * data.p[0]
+    if not np.any(dvec):
+        return data.K0
+    r = np.sqrt(dvec)
+    V = r[:, None] * data.K0
+    B = r[:, None] * V.T
+    B[np.diag_indices_from(B)] += 1.0
+    Q = data.K0 - V.T @ sla.solve(B, V, assume_a="pos", check_finite=False)
+    return 0.5 * (Q + Q.T)
+
+
 def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt; with
     ``mu`` > 0 instead J = log F - mu sum_{l>=1} log det(Y_l) / n_l (convex in t: every Y_l is a Schur
@@ -105,14 +120,14 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     d = len(data.W)
     Y = None
     chols = [None] * (d + 1)
-    if data.K0 is None:
-        Y = np.eye(data.W[0].shape[1]) + _p_term(data.W[0], t[0] * data.p[0])
     S_list = []
+    Q = None
     for l in range(1, d + 1):
-        if l == 1 and data.K0 is not None:                             # Y_0 = I: C C^T = (tm) K0 (tm)^T
+        if l == 1:                                                     # C Y_0^{-1} C^T = (tm) Q (tm)^T
             tm = t[0] * data.m[0]
             S_list.append(None)
-            Y = -(tm[:, None] * data.K0 * tm[None, :])
+            Q = _first_q(data, t[0])
+            Y = -(tm[:, None] * Q * tm[None, :])
         else:
             cf = chols[l - 1] = _chol(Y)
             if cf is None:
@@ -145,9 +160,11 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
         G = G / F + barrier(d)
     for l in range(d, 0, -1):
         S, W = S_list[l - 1], data.W[l - 1]
-        if S is None:                                                  # layer 1 through K0 (no P term)
+        if S is None:                                                  # layer 1 through Q
             tm = t[0] * data.m[0]
-            g[0] = np.diag(G) - 2 * data.m[0] * ((G * tm[None, :]) * data.K0).sum(axis=1)
+            g[0] = np.diag(G) - 2 * data.m[0] * ((G * tm[None, :]) * Q).sum(axis=1)
+            if np.any(data.p[0]):
+                g[0] += data.p[0] * ((Q @ (tm[:, None] * G * tm[None, :])) * Q).sum(axis=1)
             break
         gl = np.diag(G).copy() - 2 * data.m[l - 1] * ((G @ S) * W).sum(axis=1)
         G = S.T @ G @ S                                                # dF/dY_{l-1}
@@ -162,15 +179,16 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     return F, g
 
 
-def closed_form(data: LayerData) -> list:
-    """ECLipsE-Fast-style multipliers, layer by layer (rho normalised to 1)."""
+def closed_form(data: LayerData, boost: bool = True) -> list:
+    """ECLipsE-Fast-style multipliers, layer by layer (rho normalised to 1); ``boost`` raises narrow-slope
+    neurons' multipliers by (m / r)^2 (at most NARROW_CAP)."""
     d = len(data.W)
-    Y = None if data.K0 is not None else np.eye(data.W[0].shape[1])
+    Y = None
     t = []
     for l in range(1, d + 1):
         W, m, p = data.W[l - 1], data.m[l - 1], data.p[l - 1]
         V = m[:, None] * W
-        first = l == 1 and data.K0 is not None                         # Y_0 = I: work with K0 = W_0 W_0^T
+        first = l == 1                                                 # layer 1 in n_1 terms (_first_q)
         if first:
             K = m[:, None] * data.K0 * m[None, :]
         else:
@@ -183,10 +201,11 @@ def closed_form(data: LayerData) -> list:
         r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
         with np.errstate(over="ignore", divide="ignore"):
             narrow = np.where(r * math.sqrt(NARROW_CAP) > m, (m / np.maximum(r, 1e-300)) ** 2, NARROW_CAP)
-        tl = base * np.clip(narrow, 1.0, NARROW_CAP)
+        tl = base * np.clip(narrow, 1.0, NARROW_CAP) if boost else np.full(len(m), base)
         t.append(tl)
         if first:
-            Y = -(tl[:, None] * K * tl[None, :])
+            Q = _first_q(data, tl)
+            Y = -((tl * m)[:, None] * Q * (tl * m)[None, :])
         else:
             if np.any(p):
                 Y = Y + (W.T * (tl * p)) @ W
@@ -352,6 +371,17 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     deadline = None if time_limit is None else t_start + 0.8 * float(time_limit)
     t = t_fast = closed_form(data)
     F_fast = schur_value(data, t)
+    if any(np.any(p) for p in data.p):
+        # narrow slopes: the boost is a heuristic, and the LMI of the superset box [0, b] (a valid LipSDP
+        # LMI for a larger box, certified as such) may suit the closed form better: keep the best start
+        slopes = check_slopes(net, slopes)
+        wide = layer_data(net, c, SlopeBox(tuple(np.zeros_like(np.asarray(h, float)) for h in slopes.hi),
+                                           slopes.hi))
+        for dd, boost in ((data, False), (wide, False)):
+            tc = closed_form(dd, boost=boost)
+            Fc = schur_value(dd, tc)
+            if Fc < F_fast:
+                data, t, t_fast, F_fast = dd, tc, tc, Fc
     t_multipliers = time.perf_counter() - t_start
     if mode == "opt":
         t = refine(data, t, deadline)
@@ -362,7 +392,19 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     if time_limit is not None and t_cert - t_start > float(time_limit):
         raise SolverFailure("time limit reached before the layer-structured certificate")
     rho_c, L, info = certify(data, F, t)
-    if mode == "opt":   # the closed form's point is certified too: refinement can only help the result
+    if mode == "opt":
+        # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
+        # (times R^2): retreat towards the closed form's scale while that costs less than it saves
+        for cap in RETREAT_CAPS:
+            if rho_c - info["rho"] <= 1e-6 * info["rho"]:
+                break
+            tc = [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
+            Fc = schur_value(data, tc)
+            if math.isfinite(Fc):
+                cand = certify(data, Fc, tc)
+                if cand[1] < L:
+                    rho_c, L, info = cand[0], cand[1], {**cand[2], "retreat": cap}
+        # the closed form's point is certified too: refinement can only help the result
         rho_f, L_f, info_f = certify(data, F_fast, t_fast)
         if L_f < L:
             rho_c, L, info = rho_f, L_f, {**info_f, "refined_worse": True}
