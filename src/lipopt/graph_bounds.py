@@ -337,13 +337,48 @@ def cut_nodes(g: GraphNetwork) -> list[int]:
 def graph_interval_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes | None = None) -> float:
     """min over cut nodes v of B(v) max ||a_v||_q: c^T J = a_v^T J_{x->v} when every path passes v, with
     the adjoint a_v in its interval enclosure and ||J_{x->v}||_{p->p} <= B(v) (node_norm_bounds). v = the
-    input is the plain interval bound (B = 1); later cuts trade the interval tail for a norm head."""
+    input is the plain interval bound (B = 1); later cuts trade the interval tail for a norm head. For
+    l_inf also sum_i |a_v,i| r_v,i with per-row head bounds (row_norm_bounds)."""
     slopes = slopes if slopes is not None else global_graph_slopes(g)
     keep: dict = {}
     lo, hi = graph_jacobian_interval(g, c, slopes, keep)
     best = _dual_norm_up(lo, hi, norm)
     B = node_norm_bounds(g, norm, slopes)
+    R = row_norm_bounds(g, slopes) if norm == "inf" else None
     for v in cut_nodes(g):
         if v in keep and v > 0:
             best = min(best, relative_up(B[v] * _dual_norm_up(*keep[v], norm), 2))
+            if R is not None:  # ||a^T J||_1 <= sum_i |a_i| ||J_i||_1 (rows of the head)
+                a = np.maximum(np.abs(keep[v][0]), np.abs(keep[v][1]))
+                best = min(best, sum_up(np.nextafter(a * R[v], np.inf)))
     return best
+
+
+def row_norm_bounds(g: GraphNetwork, slopes: GraphSlopes) -> list[np.ndarray]:
+    """r[v]_i >= ||row i of J_{x -> v}||_1 over the slope box and pool simplices (the l_inf head of
+    graph_interval_bound): input 1; affine |W| r; activation max|s_i| r_i; add the sum; concat stacks;
+    max pooling the largest r of a free window (a convex combination of its rows), the fixed input's r.
+    Nonnegative sums: float results widened by gamma_loose of their length, then one ulp up."""
+    act_pos = {i: k for k, i in enumerate(g.act_nodes)}
+    R: list = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, n in enumerate(g.nodes):
+            ins = [R[j] for j in n.inputs]
+            if n.kind == "input":
+                r = np.ones(n.size)
+            elif n.kind == "affine":
+                k = int(np.diff(n.W.indptr).max(initial=0)) + 2
+                r = np.nextafter((abs(n.W) @ ins[0]) * (1 + gamma_loose(k)), np.inf)
+            elif n.kind == "act":
+                k = act_pos[i]
+                r = np.nextafter(np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k])) * ins[0], np.inf)
+            elif n.kind == "add":
+                r = np.nextafter(sum(ins) * (1 + gamma_loose(len(ins))), np.inf)
+            elif n.kind == "concat":
+                r = np.concatenate(ins)
+            else:
+                f = slopes.fixed[i]
+                free = _window(ins[0], n.windows).max(axis=1)
+                r = np.where(f >= 0, ins[0][np.maximum(f, 0)], free)
+            R.append(r)
+    return R
