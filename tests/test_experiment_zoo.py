@@ -112,6 +112,7 @@ def test_report_from_a_synthetic_csv(tmp_path):
         # netA: lp beats product; auto ties lp (the tie is credited to lp)
         _row(A, "l_inf global", f, "product", upper=10.0), _row(A, "l_inf global", f, "lp", upper=4.0),
         _row(A, "l_inf global", f, "auto", upper=4.0), _row(A, "l_inf global", f, "ascent", lower=2.0),
+        _row(A, "l_inf global", f, "exact", upper=3.0),   # the MIP (solver tolerances): not in the headline
         _row(A, "l2 global", f, "product", upper=3.0), _row(A, "l2 global", f, "ascent", lower=1.5),
         _row(A, "l2 global", f, "ECLipsE-Fast", upper=1.0),   # a peer below lipopt: never in the headline
         # netB: only the product bound; lp refused by the registry
