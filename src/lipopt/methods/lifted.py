@@ -206,7 +206,7 @@ def run_lifted_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
     box = jacobian_box(net, vec, slopes)
     interval = interval_bound(box, norm)
     obbt = opts.get("obbt_seconds", OBBT_SECONDS if limit is None else OBBT_SHARE * limit)
-    box, propagated = _propagated(net, box, deadline)
+    box, propagated = _propagated(net, box, t_start + obbt)
     box, tightened = _obbt(net, box, t_start + obbt) if time.perf_counter() < t_start + obbt else (box, 0)
     t_obbt = time.perf_counter() - t_start
     t0 = time.perf_counter()
