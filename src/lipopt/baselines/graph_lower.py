@@ -27,7 +27,7 @@ from ..rounding import DENORM, EPS, next_up
 from .witness import MOVE_SCALES, activation_step
 
 GLOBAL_SCALES = (0.1, 1.0, 10.0)
-CHUNK = 2048
+CHUNK = 512           # points per gradient batch: the deadline is checked between batches
 
 
 def certain_graph_rows(g: GraphNetwork, X: np.ndarray) -> np.ndarray:
