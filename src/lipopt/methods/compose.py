@@ -68,13 +68,20 @@ def run_compose(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> M
             tried.append({"blocks": [list(b) for b in blocks], "value": value, "search": False, "beam": True})
             if value < best:
                 best, best_name = value, "beam-searched cuts"
-    # search pass on the best plan whose blocks the exact search handles (1-2 hidden layers)
-    searchable = [t for t in tried if all(b - a <= 3 for a, b in t["blocks"])
-                  and any(2 <= b - a <= 3 for a, b in t["blocks"])]
-    if searchable and time.perf_counter() < deadline:
-        pick = min(searchable, key=lambda t: t["value"])
+    # search passes: the best plan of one-layer blocks (many small searches), then the best with two-layer
+    # blocks, on half of the time left each (the second on all that is left); a plan stops searching
+    # where its searches stall, leaving the time to the next
+    picks = []
+    for longest in (2, 3):
+        cand = [t for t in tried if not t["search"] and max(b - a for a, b in t["blocks"]) == longest]
+        if cand:
+            picks.append(min(cand, key=lambda t: t["value"]))
+    for k, pick in enumerate(picks):
         now = time.perf_counter()
-        r = compose_bound(chain, c, [tuple(b) for b in pick["blocks"]], deadline, seed=opts.get("seed", 0))
+        if now >= deadline:
+            break
+        end = deadline if k == len(picks) - 1 else now + 0.5 * (deadline - now)
+        r = compose_bound(chain, c, [tuple(b) for b in pick["blocks"]], end, seed=opts.get("seed", 0))
         tried.append({"blocks": pick["blocks"], "value": r.upper, "search": True, "row_searches": r.rows,
                       "proved_rows": r.proved_rows, "seconds": time.perf_counter() - now})
         if r.upper < best:
