@@ -197,11 +197,11 @@ def test_dense_blocks_take_branch_and_bound_soundly():
     assert sum(W.nnz for W in net.weights[:2]) > 4096
     c = output_vector(net, margin=(0, 2))
     sl = global_slopes(net)
-    out = normalised(run_compose)(net, c, "inf", sl, {"time_limit": 3.0, "block_layers": 2})
+    out = normalised(run_compose)(net, c, "inf", sl, {"time_limit": 1.5, "block_layers": 2})
     searched = [p for p in out.details["plans"] if p["search"]]
     assert searched and searched[0]["row_searches"] == 1
     witness = api.upper_bound(net, method="exact-fgl", margin=(0, 2), lower=False,
-                              time_limit=2).details["bracket"][0]
+                              time_limit=1).details["bracket"][0]
     assert out.upper >= witness > 0
     g = net.gradient(rng.uniform(-2, 2, (4000, widths[0])), c)
     assert out.upper >= np.abs(g).sum(axis=1).max()
