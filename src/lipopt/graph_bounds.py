@@ -146,9 +146,10 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes) -> list[fl
         elif n.kind == "act":
             b = relative_up(smax[i] * ins[0], 2)
             u = g.nodes[n.inputs[0]]
-            if u.kind == "affine":  # ||diag(s) W||_p B(input of W): per-neuron slopes (dead rows vanish)
-                k = g.act_nodes.index(i)
-                s = np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k]))
+            k = g.act_nodes.index(i)
+            s = np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k]))
+            if u.kind == "affine" and np.any(s < smax[i]):  # ||diag(s) W||_p B(input of W): per-neuron
+                # slopes (dead rows vanish); with every |s_i| = max|s| this is the product already
                 DW = sp.csr_array(sp.diags_array(s) @ u.W)
                 b = min(b, relative_up(relative_up(_op_norm(DW, norm), 2) * B[u.inputs[0]], 2))
         elif n.kind == "add":

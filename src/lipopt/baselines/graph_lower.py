@@ -28,6 +28,7 @@ from .witness import MOVE_SCALES, activation_step
 
 GLOBAL_SCALES = (0.1, 1.0, 10.0)
 CHUNK = 512           # points per gradient batch: the deadline is checked between batches
+FIRST_CHUNK = 32
 
 
 def certain_graph_rows(g: GraphNetwork, X: np.ndarray) -> np.ndarray:
@@ -122,12 +123,15 @@ def graph_lower_bound(g: GraphNetwork, c, norm: str, domain=None, samples: int =
 
 def _norms(g, X, c, norm, deadline) -> np.ndarray:
     out = np.full(X.shape[0], -np.inf)
-    for s in range(0, X.shape[0], CHUNK):
+    s = 0
+    while s < X.shape[0]:
         if s and time.perf_counter() > deadline:
             break
+        step = FIRST_CHUNK if s == 0 else CHUNK  # a small first batch: something within any deadline
         with np.errstate(all="ignore"):
-            v = dual_norm(g.gradient(X[s:s + CHUNK], c), norm)
-        out[s:s + CHUNK] = np.where(np.isfinite(v), v, -np.inf)
+            v = dual_norm(g.gradient(X[s:s + step], c), norm)
+        out[s:s + step] = np.where(np.isfinite(v), v, -np.inf)
+        s += step
     return out
 
 
