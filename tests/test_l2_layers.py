@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import small_network
+import lipopt
 from lipopt import upper_bound
 from lipopt.baselines.product import product_bound
 from lipopt.certify.block_ldl import block_tridiagonal_lambda_min
@@ -122,6 +123,22 @@ def test_scale_covariance_through_registry():
         # and the closed form, in the scaled units
         o = upper_bound(scaled, norm="2", method="l2-opt", c=c, lower=False).upper_bound
         assert alpha * ref * (1 - 1e-5) <= o <= alpha * fast * (1 + 1e-9), (alpha, o, alpha * ref, alpha * fast)
+
+
+def test_local_bound_on_784_256_256_10_where_lipsdp_is_refused():
+    # issue 18 item 2: local LipSDP on this shape is refused by the memory guard (fixed neurons give dense
+    # constraint products); the layer-structured method handles it and never exceeds its global bound
+    from lipopt.datasets import mnist_test, zoo_model_path
+    net = lipopt.load(zoo_model_path("mlp256x2", "npz"))
+    X, _ = mnist_test(1)
+    c = np.zeros(10)
+    c[7], c[3] = 1.0, -1.0
+    dom = Ball(X[0], 0.02, "inf")
+    with pytest.raises(InvalidInputError):
+        upper_bound(net, norm="2", method="lipsdp", c=c, domain=dom, lower=False)
+    glob = upper_bound(net, norm="2", method="l2-fast", c=c, lower=False).upper_bound
+    r = upper_bound(net, norm="2", method="l2-fast", c=c, domain=dom, samples=64)
+    assert r.lower_bound is not None and r.lower_bound <= r.upper_bound <= glob
 
 
 def test_dead_layer_gives_zero_and_refusals():
