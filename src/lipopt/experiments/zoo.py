@@ -15,7 +15,7 @@ l2 scope; on the other images the HEADLINE methods (product, auto); on all, the 
 ``Capabilities.refuse`` and the method's ``precheck`` (InvalidInputError -> status "refused" with the
 registry's sentence; the LP's time precheck -> "skipped"), auto's shape estimate for lp / sdp / sdp2 /
 lipsdp (over the limit -> "skipped"), and the MIP only with at most MIP_FREE free neurons. A network
-that does not load gets one "refused" row per scope with the loader's reason.
+that does not load gets a "refused" row per scope and method with the loader's reason.
 
 Limits (lipopt's time limit; hard budget limit * 1.25 + 10 s, ascent's LOWER_BUDGET): auto 15 s, the other
 upper methods 8 s, ascent 5 s (the cell runner's cap for lower bounds), peers 60 s; ``--slow``: auto 60 s,
@@ -34,7 +34,7 @@ early once it proves the FGL; big nets overrun to 23-34 s). With 15 / 8 s limits
 ~ 7,200 cell-seconds, ~60 min at jobs=2.
 
 ``--quick``: mlp64, digits32x6 and lenet5, 1 image, scopes l_inf global, l_inf r=0.1, l2 global, methods
-product and auto (+ ascent, ECLipsE-Fast), 3 s limits.
+product, exact-fgl and auto (+ ascent, ECLipsE-Fast), 3 s limits.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ MIP_FREE = 100      # the activation-consistent MIP only with at most this many 
 LOWER = "ascent"
 QUICK = {"models": ("mlp64", "digits32x6", "lenet5"), "images": 1, "limit": 3.0,
          "scopes": ("l_inf global", "l_inf r=0.1", "l2 global"), "peers": ("ECLipsE-Fast",),
-         "methods": ("product", "auto")}
+         "methods": ("product", "exact-fgl", "auto")}
 
 
 def scope_label(column: str, dataset: str) -> str:
@@ -167,9 +167,10 @@ def build_cells(settings: Settings) -> list[Cell]:
             why = f"does not load: {' '.join(str(exc).split()) or type(exc).__name__}"
             if not entry.get("loads", True) and entry.get("load_error"):
                 why = f"does not load: {entry['load_error']}"
-            for column, _, _ in scopes:
-                add("auto", None, None, {"scope": scope_label(column, dataset), "output": "-"}, "auto",
-                    skip=("refused", why))
+            for column, _, _ in scopes:  # every method that would have run on the first image: refused
+                for method in [m for m in upper_methods() if not quick or m in QUICK["methods"]] + [LOWER]:
+                    add(method, None, None, {"scope": scope_label(column, dataset), "output": "-"}, "upper",
+                        skip=("refused", why))
             continue
         for i, (label, j) in enumerate(margins):
             sel = {"margin": [label, j]}
