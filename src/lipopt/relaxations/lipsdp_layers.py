@@ -52,6 +52,7 @@ class LayerData:
     u: np.ndarray      # W_d^T c on the kept neurons of layer d
     u_err: np.ndarray  # |u - fl(u)| bound
     R2: float          # >= ||xi||^2 / ||dx_0||^2 over the slope box
+    growth: tuple      # growth[l] >= ||dx_l||^2 / ||dx_0||^2 (growth[0] = 1); R2 >= their sum
     kept: list         # indices kept per hidden layer
     K0: np.ndarray | None = None   # W_0 W_0^T: layer 1 works in n_1 x n_1 matrices only (see _first_q)
 
@@ -85,7 +86,7 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
     K0 = W[0] @ W[0].T
-    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, kept=kept, K0=K0)
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0)
 
 
 def _chol(Y):
@@ -341,8 +342,17 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
                 O = -(tau[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
                 sub.append(O)
                 serr.append(next_up(2 * gamma(4) * np.abs(O) + TINY))
+        # block scaling S = blockdiag(2^k_l I) (exact; TINY covers underflow): lambda_min(S Z S) >= nu gives
+        # xi^T Z xi >= nu sum_l ||dx_l||^2 4^-k_l, so R^2 becomes sum_l growth_l 4^-k_l; with unit pivots
+        # the rounding term is relative to each block instead of to the largest one
+        k = [-int(np.floor(np.log2(max(float(np.abs(np.diag(B)).max()), 1e-300)) / 2)) for B in diag]
+        diag = [np.ldexp(B, 2 * kl) for B, kl in zip(diag, k)]
+        derr = [next_up(np.ldexp(E, 2 * kl) + TINY) for E, kl in zip(derr, k)]
+        sub = [np.ldexp(O, k[l + 1] + k[l]) for l, O in enumerate(sub)]
+        serr = [next_up(np.ldexp(E, k[l + 1] + k[l]) + TINY) for l, E in enumerate(serr)]
+        R2s = sum_up([up(math.ldexp(g, -2 * kl)) for g, kl in zip(data.growth, k)])
         bb = block_tridiagonal_lambda_min(diag, derr, sub, serr)
-        rho_c, L = lipschitz_from_lmi(rho, bb.nu, data.R2)
+        rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
         info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
                 "residual": bb.residual, "margin": margin}
         if last is None or L < last[1]:
