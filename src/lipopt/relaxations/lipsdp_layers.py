@@ -12,10 +12,13 @@ are positive definite and rho >= F(t) = u^T Y_d^{-1} u (sequential Schur complem
 
 Multipliers: ``closed_form`` (ECLipsE-Fast, Xu & Sivaranjani 2024, per-neuron slopes): t_l = 1 / (2 lambda_max
 of M W Y^{-1} W^T M), larger for neurons with a narrow slope interval (where -p dz^2 penalises, a fixed
-neuron's multiplier is best infinite); ``refine``: L-BFGS on log t with the adjoint gradient of F.
+neuron's multiplier is best infinite); ``refine``: L-BFGS on log t with the adjoint gradient of F, along a
+log-det barrier path first (log F is convex in t; plain descent stalls at the boundary of the definite
+region). Local slope boxes also try the superset box [0, b] (a LipSDP LMI of its own, certified as such).
 Neurons with slope box [0, 0] output dx = 0 exactly and are removed first (the LMI of the remaining
 coordinates is the restriction of the feasible set). The float value F is never returned: the bound is
-``certify.block_ldl`` on Z(rho, rho t) with rho slightly above F, then rho + max(0, -nu) R^2 as in lipsdp.
+``certify.block_ldl`` on S Z(rho, rho t) S (S: exact power-of-two block scaling) with rho slightly above F,
+then rho + max(0, -nu) sum_l growth_l / s_l^2, lipsdp's R^2 argument per block.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from ..rounding import TINY, U, gamma, next_up, sum_up, up
 from ..slopes import SlopeBox
 from .lipsdp import _norm2_upper
 from .quadratic import check_c, check_slopes
+from .lbfgs import lbfgs
 from .shor import SDPBound
 
 NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
@@ -220,52 +224,6 @@ def closed_form(data: LayerData, boost: bool = True) -> list:
     return t
 
 
-def _lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
-    """L-BFGS with backtracking (Armijo); ``fun`` returns (inf, None) outside its domain, which only
-    shortens the step. Stops when a step cannot decrease f, when f fell by less than ``stall`` over the
-    last ``window`` steps, after ``iters`` steps or at the deadline."""
-    f, g = fun(x)
-    S, Y, history = [], [], [f]
-    for _ in range(iters):
-        q, alphas = g.copy(), []
-        for s, y in reversed(list(zip(S, Y))):
-            a = (s @ q) / (y @ s)
-            alphas.append(a)
-            q -= a * y
-        if S:
-            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
-        for (s, y), a in zip(zip(S, Y), reversed(alphas)):
-            q += (a - (y @ q) / (y @ s)) * s
-        direction = -q
-        if g @ direction >= 0:
-            direction, S, Y = -g, [], []
-        step = 1.0 if S else min(1.0, 1.0 / max(1e-300, float(np.abs(g).max())))
-        while True:
-            if deadline is not None and time.perf_counter() > deadline:
-                return x, f
-            xn = x + step * direction
-            fn, gn = fun(xn)
-            if math.isfinite(fn) and fn <= f + 1e-4 * step * (g @ direction):
-                break
-            step *= 0.5
-            if step < 1e-14:
-                return x, f
-        s, y = xn - x, gn - g
-        if s @ y > 1e-12 * math.sqrt((s @ s) * (y @ y)):
-            S.append(s)
-            Y.append(y)
-            if len(S) > mem:
-                S.pop(0)
-                Y.pop(0)
-        x, f, g = xn, fn, gn
-        history.append(f)
-        if len(history) > window and history[-window - 1] - f < stall:
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-    return x, f
-
-
 def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500,
            barriers: tuple = BARRIERS) -> list:
     """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t,
@@ -300,7 +258,7 @@ def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 50
 
     x = s0
     for mu in tuple(barriers) + (0.0,):
-        x, _ = _lbfgs(make(mu), x, deadline, max_iter, stall=BARRIER_STALL if mu > 0 else 1e-7)
+        x, _ = lbfgs(make(mu), x, deadline, max_iter, stall=BARRIER_STALL if mu > 0 else 1e-7)
         if deadline is not None and time.perf_counter() > deadline:
             break
     return best[1]
@@ -399,15 +357,14 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     end = None if time_limit is None else t_start + float(time_limit)
     # the closed form's point is certified first: the refinement can only improve on it, and the time
     # of one certificate tells how much of the budget to leave for the refined one
-    rho_c, L, info = certify(data, F_fast, t_fast)
+    _, L, info = certify(data, F_fast, t_fast)
     t_cert = time.perf_counter() - t_start - t_multipliers
-    F = F_fast
+    F_best = F_fast                  # F of the point whose certificate is returned
     t_refine = 0.0
     if mode == "opt" and (end is None or end - time.perf_counter() > 3 * t_cert):
         t0 = time.perf_counter()
         deadline = None if end is None else end - 2.5 * t_cert - 0.05 * float(time_limit)
         t = refine(data, t_fast, deadline)
-        F = schur_value(data, t)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the closed form's scale while that costs less than it saves
@@ -420,13 +377,13 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
                 continue
             cand = certify(data, Fc, tc)
             if cand[1] < L:
-                rho_c, L, info = cand[0], cand[1], {**cand[2], "retreat": cap}
+                L, info, F_best = cand[1], {**cand[2], "retreat": cap}, Fc
             if cand[0] - cand[2]["rho"] <= 1e-6 * cand[2]["rho"]:
                 break
     if not math.isfinite(L):
         raise SolverFailure("the layer-structured certificate is not finite")
     sizes["kept_neurons"] = int(sum(len(k) for k in data.kept))
-    return SDPBound(upper=L, raw=math.sqrt(max(F, 0.0)), status="ok", method=f"lipsdp-layers-{mode}", norm="2",
+    return SDPBound(upper=L, raw=math.sqrt(max(F_best, 0.0)), status="ok", method=f"lipsdp-layers-{mode}", norm="2",
                     sizes=sizes, timings={"multipliers": t_multipliers, "refine": t_refine, "certify_one": t_cert,
                                           "total": time.perf_counter() - t_start},
                     details={**info, "raw_fast": math.sqrt(max(F_fast, 0.0)), "R2": data.R2})
