@@ -627,6 +627,10 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         h.setOptionValue("output_flag", False)
         h.setOptionValue("mip_rel_gap", float(mip_gap))
         h.setOptionValue("random_seed", int(seed))
+        # HiGHS' presolve declared a feasible model infeasible (zoo pruned90, l_inf ball r = 0.1: a real
+        # input of gradient norm 109.79 against a reported optimum of 107.62), and with the warm start the
+        # run then ended "optimal" at the start's value: presolve stays off for this model family
+        h.setOptionValue("presolve", "off")
         if time_limit is not None:
             h.setOptionValue("time_limit", float(time_limit))
         if threads is not None:
@@ -678,10 +682,8 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         x = np.array(h.getSolution().col_value)
         primal = float(info.objective_function_value)
     dual = float(info.mip_dual_bound)
-    if not np.isfinite(dual) and status == "optimal" and primal is not None:
-        dual = primal
-    if not np.isfinite(dual):
-        dual = np.inf
+    if not np.isfinite(dual):  # no proven bound: never assume the incumbent is optimal
+        dual, status = np.inf, "time_limit"
     return {"status": status, "status_str": h.modelStatusToString(native), "x": x, "primal": primal,
             "dual": dual, "nodes": int(info.mip_node_count), "seconds": seconds, "tols": tols,
             "abs_gap": float(abs_gap)}
