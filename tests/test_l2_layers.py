@@ -18,7 +18,8 @@ from lipopt.errors import InvalidInputError
 from lipopt.exact.enumerate import exact_fgl
 from lipopt.methods.sdp import lipsdp_neuron
 from lipopt.model import build_network
-from lipopt.relaxations.lipsdp_layers import closed_form, layer_data, lipsdp_layers, schur_value
+from lipopt.methods.l2 import lipsdp_layers
+from lipopt.relaxations.lipsdp_layers import closed_form, layer_data, schur_value
 
 SHAPES = [(3, 4, 2), (4, 6, 1), (3, 4, 3, 2), (2, 3, 3, 3, 1), (3, 3, 2, 3, 2, 2)]   # depth 1-4
 

@@ -29,23 +29,18 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from .. import memory
-from ..certify.block_ldl import block_tridiagonal_lambda_min, lipschitz_from_lmi
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
-from ..rounding import TINY, U, gamma, next_up, sum_up, up
+from ..rounding import TINY, gamma, next_up, sum_up, up
 from ..slopes import SlopeBox
 from .lipsdp import _norm2_upper
 from .quadratic import check_c, check_slopes
 from .lbfgs import lbfgs
-from .shor import SDPBound
 
 NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
 BARRIERS = (1e-2, 1e-4, 1e-6)   # refinement: the barrier path's weights
 BARRIER_STALL = 1e-5            # a barrier stage only has to reach the path roughly
-RETREAT_CAPS = (6.0, 3.0, 1.0)  # certificate retreat: multipliers at most e^cap times the closed form's
 LOG_RANGE = 10.0          # refinement: multipliers within e^+-10 of the closed form
-MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
 
 
 @dataclass
@@ -268,122 +263,3 @@ def estimate_bytes(widths) -> float:
     """Dense blocks held at once: weights, Schur complements, pivots and their bounds (8 bytes, ~12 copies)."""
     w = [int(x) for x in widths]
     return 8.0 * 12 * (sum(a * b for a, b in zip(w[:-2], w[1:-1])) + sum(x * x for x in w[:-1]))
-
-
-def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
-    """Certified (rho', L) for Z(rho, rho t), trying rho = F (1 + margin) for the margins in MARGINS."""
-    d = len(data.W)
-    last = None
-    for margin in MARGINS:
-        rho = up(F * (1 + margin))
-        tau = [rho * x for x in t]
-        diag, derr, sub, serr = [], [], [], []
-        for l in range(d + 1):
-            n = data.W[0].shape[1] if l == 0 else len(tau[l - 1])
-            B = np.zeros((n, n))
-            E = np.zeros((n, n))
-            B[np.diag_indices(n)] = rho if l == 0 else tau[l - 1]
-            if l < d and np.any(data.p[l]):
-                W, tp = data.W[l], tau[l] * data.p[l]
-                B += (W.T * tp) @ W
-                aW = np.abs(W)
-                E += 4 * gamma(W.shape[0] + 4) * ((aW.T * np.abs(tp)) @ aW)
-            if l == d:
-                uu = np.outer(data.u, data.u)
-                au, eu = np.abs(data.u), data.u_err
-                B -= uu
-                E += 2 * np.outer(au, eu) + np.outer(eu, eu) + 2 * U * np.abs(uu)
-            E = next_up(E + 4 * U * np.abs(B) + TINY)
-            diag.append(B)
-            derr.append(E)
-            if l >= 1:
-                O = -(tau[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
-                sub.append(O)
-                serr.append(next_up(2 * gamma(4) * np.abs(O) + TINY))
-        # block scaling S = blockdiag(2^k_l I) (exact; TINY covers underflow): lambda_min(S Z S) >= nu gives
-        # xi^T Z xi >= nu sum_l ||dx_l||^2 4^-k_l, so R^2 becomes sum_l growth_l 4^-k_l; with unit pivots
-        # the rounding term is relative to each block instead of to the largest one
-        k = [-int(np.floor(np.log2(max(float(np.abs(np.diag(B)).max()), 1e-300)) / 2)) for B in diag]
-        diag = [np.ldexp(B, 2 * kl) for B, kl in zip(diag, k)]
-        derr = [next_up(np.ldexp(E, 2 * kl) + TINY) for E, kl in zip(derr, k)]
-        sub = [np.ldexp(O, k[l + 1] + k[l]) for l, O in enumerate(sub)]
-        serr = [next_up(np.ldexp(E, k[l + 1] + k[l]) + TINY) for l, E in enumerate(serr)]
-        R2s = sum_up([up(math.ldexp(g, -2 * kl)) for g, kl in zip(data.growth, k)])
-        bb = block_tridiagonal_lambda_min(diag, derr, sub, serr)
-        rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
-        info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
-                "residual": bb.residual, "margin": margin}
-        if last is None or L < last[1]:
-            last = (rho_c, L, info)
-        if bb.nu >= 0 or rho_c - rho <= 1e-9 * rho:   # a larger margin cannot gain more than it costs
-            break
-    return last
-
-
-def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "fast",
-                  time_limit: float | None = None) -> SDPBound:
-    """Certified l2 bound on c^T f from layer-structured LipSDP multipliers: ``mode`` "fast" (closed form)
-    or "opt" (closed form, then L-BFGS refinement until the time limit)."""
-    t_start = time.perf_counter()
-    if mode not in ("fast", "opt"):
-        raise InvalidInputError(f"mode must be fast or opt; got {mode!r}")
-    memory.require(estimate_bytes(net.widths), f"the layer-structured LipSDP (widths {list(net.widths)})",
-                   "--method product fits")
-    data = layer_data(net, c, slopes)
-    sizes = {"order": int(sum(net.widths[:-1])), "layers": net.depth}
-    if data is None:
-        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
-                        sizes=sizes, timings={"total": time.perf_counter() - t_start},
-                        details={"note": "a hidden layer has every slope 0: c^T f is constant"})
-    if not np.any(data.u) and not np.any(data.u_err):
-        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
-                        sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
-    t = t_fast = closed_form(data)
-    F_fast = schur_value(data, t)
-    if any(np.any(p) for p in data.p):
-        # narrow slopes: the boost is a heuristic, and the LMI of the superset box [0, b] (a valid LipSDP
-        # LMI for a larger box, certified as such) may suit the closed form better: keep the best start
-        slopes = check_slopes(net, slopes)
-        wide = layer_data(net, c, SlopeBox(tuple(np.zeros_like(np.asarray(h, float)) for h in slopes.hi),
-                                           slopes.hi))
-        for dd, boost in ((data, False), (wide, False)):
-            tc = closed_form(dd, boost=boost)
-            Fc = schur_value(dd, tc)
-            if Fc < F_fast:
-                data, t, t_fast, F_fast = dd, tc, tc, Fc
-    t_multipliers = time.perf_counter() - t_start
-    if not math.isfinite(F_fast):
-        raise SolverFailure("the layer-structured multipliers are not feasible (a Schur complement is not definite)")
-    end = None if time_limit is None else t_start + float(time_limit)
-    # the closed form's point is certified first: the refinement can only improve on it, and the time
-    # of one certificate tells how much of the budget to leave for the refined one
-    _, L, info = certify(data, F_fast, t_fast)
-    t_cert = time.perf_counter() - t_start - t_multipliers
-    F_best = F_fast                  # F of the point whose certificate is returned
-    t_refine = 0.0
-    if mode == "opt" and (end is None or end - time.perf_counter() > 3 * t_cert):
-        t0 = time.perf_counter()
-        deadline = None if end is None else end - 2.5 * t_cert - 0.05 * float(time_limit)
-        t = refine(data, t_fast, deadline)
-        t_refine = time.perf_counter() - t0
-        # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
-        # (times R^2): retreat towards the closed form's scale while that costs less than it saves
-        for cap in (None,) + RETREAT_CAPS:
-            if end is not None and end - time.perf_counter() < 1.2 * t_cert:
-                break
-            tc = t if cap is None else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
-            Fc = schur_value(data, tc)
-            if not math.isfinite(Fc):
-                continue
-            cand = certify(data, Fc, tc)
-            if cand[1] < L:
-                L, info, F_best = cand[1], {**cand[2], "retreat": cap}, Fc
-            if cand[0] - cand[2]["rho"] <= 1e-6 * cand[2]["rho"]:
-                break
-    if not math.isfinite(L):
-        raise SolverFailure("the layer-structured certificate is not finite")
-    sizes["kept_neurons"] = int(sum(len(k) for k in data.kept))
-    return SDPBound(upper=L, raw=math.sqrt(max(F_best, 0.0)), status="ok", method=f"lipsdp-layers-{mode}", norm="2",
-                    sizes=sizes, timings={"multipliers": t_multipliers, "refine": t_refine, "certify_one": t_cert,
-                                          "total": time.perf_counter() - t_start},
-                    details={**info, "raw_fast": math.sqrt(max(F_fast, 0.0)), "R2": data.R2})
