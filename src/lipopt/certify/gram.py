@@ -74,23 +74,34 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
     delta = 4.0 * (gp * (tr_abs + n * abs(est)) + n * U * scale) + TINY * n * n
     if est > 0:
         delta = max(delta, 0.5 * est)  # a positive margin keeps nu >= 0 when Z~ is safely definite
-    idx = np.arange(n)
     for attempt in range(1, max_attempts + 1):
         alpha = est - delta
-        B = Zt.copy()
-        B[idx, idx] = Zt[idx, idx] - alpha
-        try:
-            np.linalg.cholesky(B)
-        except np.linalg.LinAlgError:
+        nu = shifted_cholesky_bound(Zt, alpha, rounding)
+        if nu is None:
             delta *= 8.0
             continue
-        diag = B[idx, idx]
-        trB = sum_up(diag.tolist())
-        penalty = sum_up([gp * trB * (1.0 + 1e-12), 2.0 * U * float(np.abs(diag).max()) * (1.0 + 1e-12),
-                          rounding, TINY * n * n])
-        nu = sum_down([alpha, -penalty])
         return EigenBound(nu, alpha, est, rounding, attempt)
     raise SolverFailure("could not verify a lower eigenvalue bound of the Gram matrix (Cholesky kept failing)")
+
+
+def shifted_cholesky_bound(Zt: np.ndarray, alpha: float, rounding: float = 0.0) -> float | None:
+    """One step of the theorem above: if the float Cholesky of B = fl(Z~ - alpha I) completes, a rigorous
+    nu <= lambda_min(Z) for every symmetric Z with ||Z - Z~||_2 <= ``rounding``; None when it fails."""
+    n = Zt.shape[0]
+    idx = np.arange(n)
+    B = Zt.copy()
+    B[idx, idx] = Zt[idx, idx] - alpha
+    try:
+        np.linalg.cholesky(B)
+    except np.linalg.LinAlgError:
+        return None
+    g = gamma(n + 1)
+    gp = up(g / (1.0 - g) * (1.0 + 1e-12))
+    diag = B[idx, idx]
+    trB = sum_up(diag.tolist())
+    penalty = sum_up([gp * trB * (1.0 + 1e-12), 2.0 * U * float(np.abs(diag).max()) * (1.0 + 1e-12),
+                      rounding, TINY * n * n])
+    return sum_down([alpha, -penalty])
 
 
 @dataclass(frozen=True)
