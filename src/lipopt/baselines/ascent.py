@@ -113,7 +113,9 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     best = max(runs, key=lambda r: r.value)
     evals = sum(r.evaluations for r in runs)
     for pattern in patterns:
-        r = realise_pattern(net, c, pattern, norm, domain)
+        if _past(deadline):
+            break
+        r = realise_pattern(net, c, pattern, norm, domain, deadline=deadline)
         if r is not None and r.value > best.value:
             best = LocalLowerBound(r.value, r.point, evals)
     return LocalLowerBound(best.value, best.point, evals)

@@ -16,6 +16,8 @@ returned x is the requested one.
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +44,11 @@ def realisable(net: Network) -> bool:
 
 
 def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm: str = "inf",
-                    domain=None, max_dense: int = 4_000_000) -> RealisedPattern | None:
+                    domain=None, max_dense: int = 4_000_000, deadline: float | None = None) -> RealisedPattern | None:
     """Search x in ``domain`` (a Box/Ball's bounding box, or [-R, R]^n globally) whose activation
     pattern is ``pattern`` (derivative values per hidden layer, e.g. the FGL witness). Returns None when
-    the network is not piecewise linear or the dense affine maps would exceed ``max_dense`` entries."""
+    the network is not piecewise linear or the dense affine maps would exceed ``max_dense`` entries, or
+    when the LP does not finish by ``deadline`` (time.perf_counter(); HiGHS' own time limit)."""
     if not realisable(net) or net.depth == 0:
         return None
     n0 = net.widths[0]
@@ -72,8 +75,12 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
     cost = np.zeros(n0 + 1)
     cost[-1] = -1.0
     bounds = list(zip(lo, hi)) + [(None, 1.0)]
-    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds, method="highs")
-    if res.x is None:
+    left = None if deadline is None else deadline - time.perf_counter()
+    if left is not None and left <= 0:
+        return None
+    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds, method="highs",
+                  options={} if left is None else {"time_limit": left})
+    if res.x is None or res.status != 0:
         return None
     x = np.clip(res.x[:n0], lo, hi)
     if domain is not None:
