@@ -174,23 +174,27 @@ def test_handwritten_gemm_matmul_and_constants(tmp_path):
 
 
 def test_unsupported_nodes_listed_in_one_line(tmp_path):
+    """Max pooling and residual Adds load (as graphs); what still cannot is named, each once, in one line:
+    a broadcasting Add of branches of different sizes and a LayerNorm."""
     class Bad(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 2, 3, padding=1)
             self.pool = nn.MaxPool2d(2)
+            self.ln = nn.LayerNorm(18)
             self.fc = nn.Linear(2 * 3 * 3, 2)
 
         def forward(self, x):
-            y = torch.relu(self.conv(x)) + x  # residual connection
-            return self.fc(self.pool(y).flatten(1))
+            y = torch.relu(self.conv(x)) + x  # 2 channels + 1 channel: broadcast
+            return self.fc(self.ln(self.pool(y).flatten(1)))
 
     path = _export(Bad().eval(), (1, 6, 6), tmp_path / "bad.onnx")
     with pytest.raises(InvalidInputError) as info:
         load(path)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "(MaxPool)" in msg and "(Add)" in msg and "residual" in msg
+    assert "(LayerNormalization)" in msg and "(Add)" in msg and "broadcasting" in msg
+    assert msg.count("(Add)") == 1 and "MaxPool" in msg.split("(supported:")[1]
 
 
 def test_malformed_files(tmp_path):

@@ -96,7 +96,8 @@ def load_onnx_graph(path, input_shape=None) -> GraphNetwork | Network:
         except InvalidArrayError as exc:
             raise InvalidArrayError(f"{source}: {label}: {exc}") from None
         except (_Unsupported, InvalidInputError) as exc:
-            unsupported.append(f"{label}: {exc}" if str(exc) else label)
+            text = str(exc)
+            unsupported.append(text if text.startswith(label) else f"{label}: {text}" if text else label)
             out = ids[data_in[0]] if data_in else 0
         if node.output:
             ids[node.output[0]] = out
