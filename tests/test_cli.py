@@ -84,7 +84,7 @@ def bad_models(tmp):
     (tmp / "m7.npz").write_bytes(b"not a zip file")
     cases["garbage"] = (tmp / "m7.npz", "not a readable npz")
     cases["no file"] = (tmp / "absent.npz", "no such file")
-    cases["activation"] = (save(tmp / "m8.npz", **a, activations=np.array(["swish"])), "unsupported activation")
+    cases["activation"] = (save(tmp / "m8.npz", **a, activations=np.array(["mish"])), "unsupported activation")
     cases["empty"] = (save(tmp / "m9.npz", x=np.zeros(1)), "no weight arrays")
     (tmp / "m10.txt").write_text("hello")
     cases["suffix"] = (tmp / "m10.txt", "unsupported model file type")
