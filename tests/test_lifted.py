@@ -92,7 +92,9 @@ def test_lp_improves_on_interval_deep():
         slopes = global_slopes(net)
         c = np.array([1.0, -1.0])
         for norm in ("inf", "2"):
-            out = run_lifted_lp(net, c, norm, slopes, {})
+            # no time-bounded tightening: the LP is then the same on a loaded machine (with tightening
+            # cut short mid-way under load, the boxes, and so the LP, depend on the machine's speed)
+            out = run_lifted_lp(net, c, norm, slopes, {"obbt_seconds": 0.0})
             assert out.details["lp_bound"] <= out.details["interval_bound"] * (1 + 1e-7)
             gains.append(out.upper / out.details["interval_bound"])
     assert max(gains) < 1.0 and min(gains) < 0.97
@@ -202,3 +204,15 @@ def test_tightened_boxes_contain_every_backward_pass():
                 u = net.weights[l].T @ (s * u)
             tol = 1e-9 * (1 + np.abs(u))
             assert np.all(u >= tight.g_lo - tol) and np.all(u <= tight.g_hi + tol)
+
+
+def test_lp_after_a_mip_in_the_same_process():
+    """HiGHS keeps one thread scheduler per process: a session asking for another thread count than the
+    MIP's earlier instance got no duals (lp_bound inf) whenever the MIP ran first in the process."""
+    from lipopt.domain import Box
+    from lipopt.exact.mip import exact_lipschitz_mip
+    exact_lipschitz_mip(small_network([5, 6, 6, 2], 0), np.array([1.0, -1.0]), Box(-np.ones(5), np.ones(5)),
+                        "inf", time_limit=5)
+    net = small_network([5, 6, 6, 6, 6, 2], 0)
+    out = run_lifted_lp(net, np.array([1.0, -1.0]), "inf", global_slopes(net), {"obbt_seconds": 0.0})
+    assert np.isfinite(out.details["lp_bound"]) and out.status == "ok"

@@ -24,7 +24,8 @@ class HighsSession:
             h = highspy.Highs()
             h.setOptionValue("output_flag", False)
             h.setOptionValue("solver", "simplex")
-            h.setOptionValue("threads", 1)
+            # no "threads" option: HiGHS has one scheduler per process, and a thread count differing from
+            # the first instance's makes every later run fail (after the MIP, the session returned no duals)
             h.setOptionValue("simplex_strategy", STRATEGY)
             model = highspy.HighsLp()
             model.num_col_, model.num_row_ = A.shape[1], A.shape[0]
