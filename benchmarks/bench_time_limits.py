@@ -31,6 +31,11 @@ CASES = {
     "auto": ([784, 256, 256, 10], None, "inf", None, []),
     "sampling": ([784, 256, 256, 10], None, "inf", None, ["--samples", "200000"]),
     "ascent": ([784, 256, 256, 10], None, "inf", 0.1, []),
+    "interval": ([784, 1024, 1024, 1024, 10], None, "inf", None, []),
+    "lifted-lp": ([784, 1024, 1024, 10], None, "inf", None, []),
+    "compose": ([784, 128, 128, 128, 128, 10], None, "inf", None, []),
+    "l2-fast": ([784, 1024, 1024, 10], None, "2", None, []),
+    "l2-opt": ([784, 1024, 1024, 10], None, "2", None, []),
 }
 
 
