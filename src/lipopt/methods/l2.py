@@ -127,10 +127,11 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
                         sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
     t = t_fast = closed_form(data)
     F_fast = schur_value(data, t)
-    if any(np.any(p) for p in data.p):
+    slopes = check_slopes(net, slopes)
+    if any(np.any(p) for p in data.p) and all(np.all(np.asarray(lo, float) >= 0) for lo in slopes.lo):
         # narrow slopes: the boost is a heuristic, and the LMI of the superset box [0, b] (a valid LipSDP
-        # LMI for a larger box, certified as such) may suit the closed form better: keep the best start
-        slopes = check_slopes(net, slopes)
+        # LMI for a larger box, certified as such; a superset only when every lower slope is >= 0) may suit
+        # the closed form better: keep the best start
         wide = layer_data(net, c, SlopeBox(tuple(np.zeros_like(np.asarray(h, float)) for h in slopes.hi),
                                            slopes.hi))
         for dd, boost in ((data, False), (wide, False)):
