@@ -182,3 +182,40 @@ def test_block_ldl_certificate_matches_dense_lambda_min():
         assert bb.nu <= lam + 1e-12
         if lam > 0:
             assert bb.nu >= -1e-10      # a definite matrix is certified up to rounding
+
+
+@pytest.mark.parametrize("shift", [-0.3, 1e-3, 0.2])
+def test_large_order_lambda_min_estimate_stays_rigorous(shift):
+    # above DENSE_EIG_ORDER the shift is picked by inverse iteration on a Cholesky factor (or eigvalsh for
+    # indefinite matrices); the certificate is still the shifted Cholesky: never above the true lambda_min
+    from lipopt.certify.gram import DENSE_EIG_ORDER, lambda_min_lower_bound
+    rng = np.random.default_rng(3)
+    n = DENSE_EIG_ORDER + 50
+    A = rng.standard_normal((n, n))
+    Z = A @ A.T / n
+    Z = Z - (np.linalg.eigvalsh(Z)[0] - shift) * np.eye(n)
+    Z = 0.5 * (Z + Z.T)
+    lam = np.linalg.eigvalsh(Z)[0]
+    nu = lambda_min_lower_bound(Z).nu
+    assert nu <= lam
+    if lam > 0:
+        assert nu >= 0.1 * lam          # a definite matrix keeps a positive certified margin
+
+
+def test_time_limit_kills_the_dense_factorisations():
+    # the closed form and its certificate cannot be interrupted: above IN_PROCESS_FLOPS they run in a
+    # child process killed at the limit (SolverFailure), and the value does not change when they finish
+    import time
+    from lipopt.errors import SolverFailure
+    from lipopt.methods.l2 import IN_PROCESS_FLOPS, _flops, _with_deadline
+    net = small_network((600, 600, 600, 1), 1)
+    assert _flops(net.widths) > IN_PROCESS_FLOPS
+    c = np.ones(1)
+    t0 = time.perf_counter()
+    with pytest.raises(SolverFailure, match="did not finish"):
+        _with_deadline(net, c, None, "fast", 0.02)
+    assert time.perf_counter() - t0 < 2.0
+    assert _with_deadline(net, c, None, "fast", 300.0).upper == lipsdp_layers(net, c, None, "fast").upper
+    # a refusal raised inside the child keeps its type
+    with pytest.raises(InvalidInputError):
+        _with_deadline(net, c, None, "nope", 300.0)

@@ -67,9 +67,9 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
         rounding = norm2_bound(E)
     g = gamma(n + 1)
     gp = up(g / (1.0 - g) * (1.0 + 1e-12))
-    est = float(sla.eigvalsh(Zt, subset_by_index=[0, 0], check_finite=False)[0])
     scale = float(np.abs(Zt).max())
     tr_abs = float(np.abs(np.diag(Zt)).sum())
+    est = lambda_min_estimate(Zt, 4.0 * (gp * tr_abs + n * U * scale) + TINY * n * n)
     # eigvalsh is backward stable: its error is ~ n u ||Z||; start a few times above that, grow on failure
     delta = 4.0 * (gp * (tr_abs + n * abs(est)) + n * U * scale) + TINY * n * n
     if est > 0:
@@ -82,6 +82,43 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
             continue
         return EigenBound(nu, alpha, est, rounding, attempt)
     raise SolverFailure("could not verify a lower eigenvalue bound of the Gram matrix (Cholesky kept failing)")
+
+
+DENSE_EIG_ORDER = 600   # above this order eigvalsh's tridiagonal reduction costs ~10 Cholesky factorisations
+INVERSE_STEPS = 40
+
+
+def lambda_min_estimate(Zt: np.ndarray, shift: float) -> float:
+    """A float estimate of lambda_min(Zt) (not rigorous; it only picks the shift the theorem then proves).
+
+    Small orders: eigvalsh. Large ones: if the Cholesky of Zt + shift I succeeds, inverse iteration on its
+    factor (O(n^2) a step) estimates lambda_min(Zt + shift I) from above; half of it is returned, since an
+    estimate above the truth only makes the first shifted Cholesky fail. Indefinite large matrices fall back
+    to eigvalsh."""
+    n = Zt.shape[0]
+    if n > DENSE_EIG_ORDER:
+        B = Zt.copy()
+        B[np.diag_indices(n)] += shift
+        try:
+            Lc = np.linalg.cholesky(B)
+        except np.linalg.LinAlgError:
+            Lc = None
+        if Lc is not None:
+            x = 1.0 + 0.5 * np.cos(np.arange(n, dtype=float))          # fixed start: deterministic
+            x /= np.linalg.norm(x)
+            ray = 0.0
+            for _ in range(INVERSE_STEPS):
+                y = sla.solve_triangular(Lc.T, sla.solve_triangular(Lc, x, lower=True, check_finite=False),
+                                         lower=False, check_finite=False)
+                new = float(x @ y)                                       # Rayleigh quotient of B^{-1}
+                x = y / np.linalg.norm(y)
+                if abs(new - ray) <= 1e-3 * abs(new):
+                    ray = new
+                    break
+                ray = new
+            if ray > 0 and math.isfinite(ray):
+                return 0.5 * (1.0 / ray) - shift
+    return float(sla.eigvalsh(Zt, subset_by_index=[0, 0], check_finite=False)[0])
 
 
 def shifted_cholesky_bound(Zt: np.ndarray, alpha: float, rounding: float = 0.0) -> float | None:

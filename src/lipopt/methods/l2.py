@@ -22,18 +22,35 @@ from .sdp import _sdp_output
 
 RETREAT_CAPS = (6.0, 3.0, 1.0)  # certificate retreat: multipliers at most e^cap times the closed form's
 MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
+LARGE_ORDER = 2000            # total hidden width above which the first margin is skipped
 
 
 def _run(mode):
     def run(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
         if norm != "2":
             raise InvalidInputError(f"the layer-structured LipSDP bounds the l2 Lipschitz constant; got norm l_{norm}")
-        r = lipsdp_layers(net, vec, slopes, mode=mode, time_limit=opts.get("time_limit"))
+        r = _with_deadline(net, vec, slopes, mode, opts.get("time_limit"))
         return _sdp_output(r)
     run.__name__ = f"run_l2_{mode}"
     run.__doc__ = (f"Layer-structured LipSDP-Neuron ({mode}): multipliers by sequential Schur complements, "
                    "bound certified by a rigorous block LDL^T lambda_min bound.")
     return run
+
+
+IN_PROCESS_FLOPS = 2e8   # below this (~0.01-0.1 s) a forked child costs more than it protects
+
+
+def _with_deadline(net: Network, vec, slopes, mode: str, time_limit: float | None) -> SDPBound:
+    """The dense factorisations cannot be interrupted, so above IN_PROCESS_FLOPS the computation runs in a
+    forked child killed at ``time_limit`` (the refinement's own deadline ends it earlier, certified)."""
+    if time_limit is None or _flops(net.widths) < IN_PROCESS_FLOPS:
+        return lipsdp_layers(net, vec, slopes, mode=mode, time_limit=time_limit)
+    from ..solvers.base import call_with_deadline
+    ok, out = call_with_deadline(lipsdp_layers, (net, vec, slopes, mode, 0.95 * float(time_limit)),
+                                 float(time_limit))
+    if not ok:
+        raise SolverFailure(f"the layer-structured LipSDP did not finish: {out}")
+    return out
 
 
 run_l2_fast = _run("fast")
@@ -42,9 +59,11 @@ run_l2_opt = _run("opt")
 
 def l2_estimate(problem, opts) -> float:
     """Seconds from shapes: a few dense n^3 products per layer (~1 GFlop/s on one core, measured order)."""
-    w = problem.net.widths
-    flops = sum(a * b * max(a, b) for a, b in zip(w[:-2], w[1:-1])) + sum(x ** 3 for x in w[:-1])
-    return 8 * flops / 1e9
+    return 8 * _flops(problem.net.widths) / 1e9
+
+
+def _flops(w) -> float:
+    return float(sum(a * b * max(a, b) for a, b in zip(w[:-2], w[1:-1])) + sum(x ** 3 for x in w[:-1]))
 
 
 def l2_opt_estimate(problem, opts) -> float:
@@ -61,7 +80,10 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
     """Certified (rho', L) for Z(rho, rho t), trying rho = F (1 + margin) for the margins in MARGINS."""
     d = len(data.W)
     last = None
-    for margin in MARGINS:
+    # at conv-layer orders the 1e-9 margin's pivots are rarely definite and each try costs seconds;
+    # 1e-6 loses at most 5e-7 of the bound
+    margins = MARGINS[1:] if sum(len(x) for x in t) > LARGE_ORDER else MARGINS
+    for i, margin in enumerate(margins):
         rho = up(F * (1 + margin))
         tau = [rho * x for x in t]
         diag, derr, sub, serr = [], [], [], []
@@ -102,7 +124,8 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
                 "residual": bb.residual, "margin": margin}
         if last is None or L < last[1]:
             last = (rho_c, L, info)
-        if bb.nu >= 0 or rho_c - rho <= 1e-9 * rho:   # a larger margin cannot gain more than it costs
+        # a larger margin starts at F (1 + next margin): stop when that cannot beat this certificate
+        if bb.nu >= 0 or i + 1 == len(margins) or rho_c <= F * (1 + margins[i + 1]):
             break
     return last
 

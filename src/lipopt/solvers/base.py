@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import LipoptError
+
 
 @dataclass(frozen=True)
 class LinearProgram:
@@ -77,7 +79,8 @@ def call_with_deadline(fn, args: tuple, seconds: float):
     """fn(*args) in a forked child that is killed after ``seconds``: (True, result) or (False, reason).
 
     For solvers whose own time limit is checked too rarely (HiGHS' interior point checks its clock per
-    iteration, SDPA has none): the call's budget stays a promise. The result must be picklable."""
+    iteration, SDPA has none) and dense linear algebra that cannot be interrupted: the call's budget stays
+    a promise. The result must be picklable; a LipoptError raised in the child is raised again here."""
     import multiprocessing as mp
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
@@ -85,6 +88,11 @@ def call_with_deadline(fn, args: tuple, seconds: float):
     def child():  # pragma: no cover - runs in the forked process
         try:
             send.send(("ok", fn(*args)))
+        except LipoptError as exc:    # lipopt's own refusals and failures keep their type
+            try:
+                send.send(("raise", exc))
+            except Exception:
+                send.send(("error", repr(exc)))
         except BaseException as exc:  # report anything to the parent, never hang it
             send.send(("error", repr(exc)))
         finally:
@@ -102,4 +110,6 @@ def call_with_deadline(fn, args: tuple, seconds: float):
     except EOFError:
         kind, payload = "error", "the solver process died"
     proc.join()
+    if kind == "raise":
+        raise payload
     return (True, payload) if kind == "ok" else (False, payload)
