@@ -1,5 +1,6 @@
-"""l2 bounds on trained MLPs: lipopt's layer-structured LipSDP (l2-fast, l2-opt) vs LipSDP-Neuron, the
-product bound and the peer tool eclipse-nn (ECLipsE-Fast, ECLipsE), margin of the first test image.
+"""l2 bounds on trained MLPs and chain CNNs: lipopt's layer-structured LipSDP (l2-fast, l2-opt) vs
+LipSDP-Neuron, the product bound and the peer tool eclipse-nn (ECLipsE-Fast, ECLipsE), margin of the
+first test image, with l2-opt / product and the sampled lower bound.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_l2.py [--models mlp64 mlp256x2 ...] [--time-limit 60]
                                                    [--lipsdp-order 1200] [--eclipse-width 256]
@@ -22,13 +23,14 @@ from lipopt.datasets import digits_test, mnist_model_path, mnist_test, zoo_manif
 
 CHAINS = ["dense32", "pruned95", "mlp64", "mlp256x2", "mlp128x4", "mlp1024x2", "mlp64x7", "digits32x6",
           "tanh_mlp", "sigmoid_mlp", "pruned90"]
+CNNS = ["cnn_avgpool", "cnn_stride2", "cnn_bn"]    # chain CNNs (ONNX; conv layers become sparse layers)
 
 
 def _load(name):
     if name in ("dense32", "pruned95"):
         return lipopt.load(mnist_model_path(name)), "mnist"
     info = zoo_manifest()["models"][name]
-    return lipopt.load(zoo_model_path(name, "npz")), info["dataset"]
+    return lipopt.load(zoo_model_path(name, "onnx" if name in CNNS else "npz")), info["dataset"]
 
 
 def _margin(net, dataset):
@@ -54,8 +56,9 @@ def _timed(fn):
 def _eclipse(net, c, fast: bool):
     import torch
     from eclipse_nn import ECLipsE, ECLipsE_Fast
-    Ws = [torch.tensor(W.toarray(), dtype=torch.float64) for W in net.weights]
-    Ws[-1] = torch.tensor((c @ net.weights[-1].toarray())[None, :], dtype=torch.float64)
+    dense = [W.toarray() if hasattr(W, "toarray") else np.asarray(W) for W in net.weights]
+    Ws = [torch.tensor(W, dtype=torch.float64) for W in dense]
+    Ws[-1] = torch.tensor((c @ dense[-1])[None, :], dtype=torch.float64)
     al = [a.slope_lo for a in net.activations]
     be = [a.slope_hi for a in net.activations]
     if fast:
@@ -66,14 +69,14 @@ def _eclipse(net, c, fast: bool):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=CHAINS)
+    ap.add_argument("--models", nargs="+", default=CHAINS + CNNS)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--lipsdp-order", type=int, default=1200)
     ap.add_argument("--eclipse-width", type=int, default=256)
     args = ap.parse_args()
     cols = ["product", "l2-fast", "l2-opt", "lipsdp", "ECLipsE-Fast", "ECLipsE"]
-    print("| model | widths | " + " | ".join(f"{k} | s" for k in cols) + " |")
-    print("|---|---|" + "---|---|" * len(cols))
+    print("| model | widths | " + " | ".join(f"{k} | s" for k in cols) + " | l2-opt / product | lower bound |")
+    print("|---|---|" + "---|---|" * len(cols) + "---|---|")
     for name in args.models:
         net, dataset = _load(name)
         c = _margin(net, dataset)
@@ -93,7 +96,11 @@ def main() -> int:
         for k in cols:
             v, s, why = row[k]
             cells.append(f"{v:.4g} | {s:.2f}" if v is not None else f"{why or '-'} | {s:.2f}")
-        print(f"| {name} | {'-'.join(map(str, net.widths))} | " + " | ".join(cells) + " |", flush=True)
+        opt, prod = row["l2-opt"][0], row["product"][0]
+        ratio = f"{opt / prod:.3f}" if opt is not None and prod else "-"
+        low = lipopt.lower_bound(net, norm="2", c=c, samples=4096, seed=0).lower_bound
+        print(f"| {name} | {'-'.join(map(str, net.widths))} | " + " | ".join(cells) + f" | {ratio} | {low:.4g} |",
+              flush=True)
     return 0
 
 

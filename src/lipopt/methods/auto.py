@@ -2,7 +2,10 @@
 
 Order: the product bound (instant); a short exact search where the registry says exact-fgl applies
 (once the FGL is proved nothing that relaxes P can beat it, so auto stops); then every other applicable
-upper-bound method, cheapest estimate first, each given an equal share of what is left; the MIP last
+upper-bound method (less those another one subsumes), first those that stop by themselves, cheapest
+estimate first (not started when the estimate is far beyond the time left), then the anytime ones, each
+given an equal share of what is left (the one the registry prefers for the norm first, with most of
+it); the MIP last
 when a box domain makes it applicable (its bound rests on solver tolerances and is labelled so); and,
 with time still left and the FGL unproved, the exact search again with the rest of the budget, resumed
 where it stopped (open nodes, incumbent, doll bounds), not restarted. Every attempt is in
@@ -27,6 +30,9 @@ AUTO_LP_COLUMNS = 2_000_000  # beyond this the LP is left out of auto (minutes o
 AUTO_SECONDS_PER_LP_COLUMN = 2e-5   # simplex / IPM on LiPopt LPs: 0.4 s at 20k columns, 1.7 s at 82k
 AUTO_SDP_SECONDS = 0.3 / 150 ** 3   # SDPA on one dense block: 0.3 s at order 150 (about cubic)
 MIN_ATTEMPT = 0.05           # seconds: below this an attempt is skipped, not started
+PREFERRED_SHARE = 0.8       # of the time left, for the registry's preferred anytime method (l2: l2-opt, whose
+                             # refinement is slow on conv layers and whose closed form alone is ECLipsE-Fast's)
+SKIP_FACTOR = 2.0            # a method that stops by itself is skipped when its estimate exceeds this x time left
 
 
 def estimate(problem: Problem, name: str, opts: dict) -> float | None:
@@ -100,9 +106,23 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
         attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.25 * budget))
     if not proved():
         costs = {n: estimate(problem, n, opts) for n in names if n not in ("product", "exact-fgl")}
-        plan = sorted((n for n, c in costs.items() if c is not None), key=lambda n: (costs[n], n))
-        for i, name in enumerate(plan):  # equal shares; the returning exact search counts as two
-            attempt(name, METHODS[name].runner, left() / (len(plan) - i + (2 if searchable else 0)))
+        covered = {s for n in costs for s in METHODS[n].subsumes}
+        plan = sorted((n for n, c in costs.items() if c is not None and n not in covered),
+                      key=lambda n: (METHODS[n].anytime, norm not in METHODS[n].preferred, costs[n], n))
+        for i, name in enumerate(plan):
+            # equal shares of what is left (the returning exact search counts as two); a method that
+            # stops by itself gets at least twice its estimate and gives back what it does not use,
+            # one whose estimate is far beyond the time left is not started
+            share = left() / (len(plan) - i + (2 if searchable else 0))
+            if not METHODS[name].anytime:
+                if costs[name] > SKIP_FACTOR * left():
+                    attempts.append({"method": name, "value": None, "seconds": 0.0,
+                                     "status": f"skipped (estimated {costs[name]:.3g} s, {left():.3g} s left)"})
+                    continue
+                share = max(share, min(2 * costs[name], 0.5 * left()))
+            elif norm in METHODS[name].preferred:
+                share = max(share, PREFERRED_SHARE * left())
+            attempt(name, METHODS[name].runner, share)
             if proved():
                 break
         if searchable and not proved() and left() > MIN_ATTEMPT:

@@ -78,6 +78,9 @@ class Method:
     note: Callable[[object], str] | None = None       # how the upper bound is certified, for the CLI
     precheck: Callable[[Problem, dict], None] | None = None  # size refusal from shapes, before any scaling
     options: tuple = field(default_factory=tuple)     # option names the method reads
+    anytime: bool = False        # uses all the time it is given to improve its bound (auto gives it a share)
+    subsumes: tuple = ()         # methods whose bound this one's first certificate already is (auto skips them)
+    preferred: frozenset = frozenset()   # norms for which auto runs this anytime method first, with most of the time
 
     @property
     def kind(self) -> str:
@@ -161,22 +164,23 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            estimate=l2_estimate, precheck=l2_precheck),
     Method("l2-opt", "LipSDP-Neuron layers, refined", Capabilities(norms=frozenset({"2"}), depths=(1, None)),
            normalised(run_l2_opt), cite="LipSDP-Neuron multipliers by L-BFGS on sequential Schur complements",
-           estimate=l2_opt_estimate, precheck=l2_precheck),
+           estimate=l2_opt_estimate, precheck=l2_precheck, anytime=True, subsumes=("l2-fast",),
+           preferred=frozenset({"2"})),
     Method("exact", "activation-consistent MIP",
            Capabilities(norms=frozenset({"inf", "1"}), needs_domain=True, domains=frozenset({"box", "inf-ball"}),
                         activations=_PWL, exact_arithmetic=False, depths=(1, None)),
            normalised(run_exact_mip, forward=True), cite="LipMIP (Jordan & Dimakis 2020) on HiGHS", options=("seed",),
-           note=_mip_note),
+           note=_mip_note, anytime=True),
     Method("interval", "interval Jacobian bound", Capabilities(depths=(1, None), layers=GRAPH_LAYERS),
            graph_aware(normalised(run_interval), run_graph_interval),
            cite="interval bounds on the backward pass (any depth)", estimate=interval_estimate,
            precheck=interval_precheck),
     Method("lifted-lp", "lifted McCormick LP", Capabilities(depths=(1, None)), normalised(run_lifted_lp),
            cite="McCormick LP of the backward pass, certified from HiGHS duals", estimate=lifted_estimate,
-           precheck=lifted_precheck),
+           precheck=lifted_precheck, anytime=True),
     Method("compose", "compositional blocks ({algorithm})", Capabilities(depths=(2, None)),
            normalised(run_compose), cite="per-neuron exact FGL bounds of 1-2 layer blocks, optimal diagonal scaling",
-           estimate=estimate_compose, options=("seed", "block_layers")),
+           estimate=estimate_compose, options=("seed", "block_layers"), anytime=True),
     Method("auto", "auto (best: {best})", Capabilities(layers=GRAPH_LAYERS), run_auto, cite="the best certified bound in the budget",
            describe=_auto_lines),
     Method("sampling", "sampled gradients", Capabilities(kind="lower", layers=GRAPH_LAYERS),
