@@ -84,7 +84,7 @@ def lambda_min_lower_bound(Zt: np.ndarray, E: np.ndarray | sp.sparray | None = N
     raise SolverFailure("could not verify a lower eigenvalue bound of the Gram matrix (Cholesky kept failing)")
 
 
-DENSE_EIG_ORDER = 600   # above this order eigvalsh's tridiagonal reduction costs ~10 Cholesky factorisations
+DENSE_EIG_ORDER = 150   # above this order eigvalsh's tridiagonal reduction costs several Cholesky factorisations
 INVERSE_STEPS = 40
 
 

@@ -19,6 +19,7 @@ from .graph import (GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusa
                     run_graph_product)
 from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
+from .graph_l2 import graph_l2_runner, tail_check
 from .l2 import l2_estimate, l2_opt_estimate, l2_precheck, run_l2_fast, run_l2_opt
 from .lifted import (interval_estimate, interval_precheck, lifted_estimate, lifted_precheck, run_interval,
                      run_lifted_lp)
@@ -159,11 +160,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            options=("sdp_solver", "clique_size")),
     Method("lipsdp", "LipSDP-Neuron", Capabilities(norms=frozenset({"2"}), depths=(1, None)), normalised(run_lipsdp),
            cite="Fazlyab et al., NeurIPS 2019", describe=_sdp_lines, options=("sdp_solver",)),
-    Method("l2-fast", "LipSDP-Neuron layers, closed form", Capabilities(norms=frozenset({"2"}), depths=(1, None)),
-           normalised(run_l2_fast), cite="ECLipsE-Fast (Xu & Sivaranjani 2024) multipliers, block LDL^T certificate",
+    Method("l2-fast", "LipSDP-Neuron layers, closed form",
+           Capabilities(norms=frozenset({"2"}), depths=(1, None), layers=GRAPH_LAYERS, check=tail_check),
+           graph_aware(normalised(run_l2_fast), graph_l2_runner("fast")),
+           cite="ECLipsE-Fast (Xu & Sivaranjani 2024) multipliers, block LDL^T certificate",
            estimate=l2_estimate, precheck=l2_precheck),
-    Method("l2-opt", "LipSDP-Neuron layers, refined", Capabilities(norms=frozenset({"2"}), depths=(1, None)),
-           normalised(run_l2_opt), cite="LipSDP-Neuron multipliers by L-BFGS on sequential Schur complements",
+    Method("l2-opt", "LipSDP-Neuron layers, refined",
+           Capabilities(norms=frozenset({"2"}), depths=(1, None), layers=GRAPH_LAYERS, check=tail_check),
+           graph_aware(normalised(run_l2_opt), graph_l2_runner("opt")),
+           cite="LipSDP-Neuron multipliers by L-BFGS on sequential Schur complements",
            estimate=l2_opt_estimate, precheck=l2_precheck, anytime=True, subsumes=("l2-fast",),
            preferred=frozenset({"2"})),
     Method("exact", "activation-consistent MIP",

@@ -15,6 +15,8 @@ def lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
     last ``window`` steps, after ``iters`` steps or at the deadline."""
     f, g = fun(x)
     S, Y, history = [], [], [f]
+    if g is None:                 # the start is outside the domain: nothing to descend from
+        return x, f
     for _ in range(iters):
         q, alphas = g.copy(), []
         for s, y in reversed(list(zip(S, Y))):

@@ -149,6 +149,8 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     F = float(data.u @ v)
     if not grad:
         return F
+    if mu > 0 and not F > 0:      # u = 0 up to rounding: no log F (refine treats the point as infeasible)
+        return math.inf, None
 
     def barrier(l):   # d(-mu log det Y_l / n_l)/dY_l
         c = chols[l]
@@ -181,9 +183,9 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
 
 def _lambda_max(K: np.ndarray) -> float:
     """lambda_max of the symmetric PSD K (a heuristic's scale, not certified): Lanczos from a fixed start
-    above 600 (eigvalsh's tridiagonal reduction costs seconds at conv-layer orders), eigvalsh below."""
+    above order 150 (eigvalsh's tridiagonal reduction costs seconds at conv-layer orders), eigvalsh below."""
     n = K.shape[0]
-    if n > 600:
+    if n > 150:
         import scipy.sparse.linalg as spla
         try:
             v0 = 1.0 + 0.5 * np.cos(np.arange(n, dtype=float))

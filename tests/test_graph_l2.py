@@ -1,0 +1,89 @@
+"""l2-fast / l2-opt over graphs: the chain tail after the last Add / Concat / MaxPool by the layer-structured
+LipSDP, the head by node operator norms (methods.graph_l2); sound against the enumerated l2 FGL."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph_nets import _dense, random_graph
+import lipopt
+from lipopt.api import upper_bound
+from lipopt.domain import Ball, Box
+from lipopt.errors import InvalidInputError
+from lipopt.graph_bounds import enumerate_fgl, graph_product_bound, graph_slopes
+from lipopt.model.conv import Activation as ActLayer
+from lipopt.model.graph import GraphBuilder
+from lipopt.methods.graph_l2 import chain_tail
+
+ACTS = ("relu", "leaky_relu", "tanh")
+
+
+def graph_with_tail(seed: int):
+    """A max pool or a residual block, then a chain tail dense -> act (-> dense -> act) -> dense."""
+    rng = np.random.default_rng(seed)
+    act = ACTS[seed % 3]
+    n0 = int(rng.integers(2, 4))
+    b = GraphBuilder((n0,))
+    if seed % 2:
+        C, L = 1, int(rng.integers(3, 5))
+        z = b.layer(_dense(b, 0, C * L, rng, shape=(C, L)), ActLayer("act", act))
+        y = b.maxpool(z, int(rng.integers(2, 4)), int(rng.integers(1, 3)), 0, 1, False)
+    else:
+        h = int(rng.integers(2, 4))
+        y = b.layer(_dense(b, 0, h, rng), ActLayer("act", act))
+        branch = _dense(b, b.layer(_dense(b, y, 2, rng), ActLayer("act", act)), h, rng)
+        y = b.add([y, branch])
+    for _ in range(int(rng.integers(1, 3))):
+        y = b.layer(_dense(b, y, int(rng.integers(1, 3)), rng), ActLayer("act", act))
+    return b.finish(_dense(b, y, int(rng.integers(1, 3)), rng))
+
+
+def _check(seeds):
+    ran = 0
+    for s in seeds:
+        g = graph_with_tail(s)
+        rng = np.random.default_rng(s + 7)
+        c = rng.normal(size=g.output_size)
+        x0 = rng.normal(size=g.input_size)
+        domain = [None, Ball(x0, 0.3, "inf"), Ball(x0, 0.5, "2"), Box(x0 - 0.2, x0 + 0.4)][s % 4]
+        slopes = graph_slopes(g, domain)
+        fgl = enumerate_fgl(g, c, "2", slopes)
+        fast = upper_bound(g, norm="2", c=c, domain=domain, method="l2-fast", lower=False, time_limit=10)
+        opt = upper_bound(g, norm="2", c=c, domain=domain, method="l2-opt", lower=False, time_limit=10)
+        assert fast.upper_bound >= fgl, (s, fast.upper_bound, fgl)
+        assert opt.upper_bound >= fgl, (s, opt.upper_bound, fgl)
+        assert opt.upper_bound <= fast.upper_bound * (1 + 1e-9)
+        assert fast.details["graph_head_norm"] > 0 or fast.upper_bound == 0.0
+        ran += 1
+    assert ran == len(seeds)
+
+
+def test_graph_l2_never_below_enumerated_fgl():
+    _check(range(40))
+
+
+@pytest.mark.slow
+def test_graph_l2_never_below_enumerated_fgl_many():
+    _check(range(1000, 1200))
+
+
+def test_tail_split_and_refusals():
+    g = graph_with_tail(1)
+    k, tail = chain_tail(g)
+    assert g.nodes[k].kind == "maxpool" and [g.nodes[i].kind for i in tail][-1] == "affine"
+    # no affine layer followed by an activation after the last graph node: refused with the registry's reason
+    bare = random_graph(1)   # a pool / add / concat, then the output affine
+    with pytest.raises(InvalidInputError, match="chain after the last Add / Concat / MaxPool"):
+        upper_bound(bare, norm="2", c=np.ones(bare.output_size), method="l2-fast", lower=False)
+    with pytest.raises(InvalidInputError, match="supports norms 2"):
+        upper_bound(g, norm="inf", c=np.ones(g.output_size), method="l2-opt", lower=False)
+
+
+def test_lenet5_l2_below_the_product():
+    from lipopt.datasets import zoo_model_path
+    g = lipopt.load(zoo_model_path("lenet5", "onnx"))
+    c = np.zeros(10)
+    c[4], c[9] = 1.0, -1.0
+    prod = graph_product_bound(g, c, "2")
+    fast = upper_bound(g, norm="2", c=c, method="l2-fast", lower=False, time_limit=30).upper_bound
+    assert fast < 0.8 * prod, (fast, prod)
