@@ -45,7 +45,10 @@ def _with_deadline(net: Network, vec, slopes, mode: str, time_limit: float | Non
     """The dense factorisations cannot be interrupted, so above IN_PROCESS_FLOPS the computation runs in a
     forked child killed at ``time_limit`` (the refinement's own deadline ends it earlier, certified)."""
     if time_limit is None or _flops(net.widths) < IN_PROCESS_FLOPS:
-        return lipsdp_layers(net, vec, slopes, mode=mode, time_limit=time_limit)
+        try:
+            return lipsdp_layers(net, vec, slopes, mode=mode, time_limit=time_limit)
+        except np.linalg.LinAlgError as exc:    # a factorisation met non-finite multipliers
+            raise SolverFailure(f"the layer-structured LipSDP failed: {exc}") from None
     from ..solvers.base import call_with_deadline
     ok, out = call_with_deadline(lipsdp_layers, (net, vec, slopes, mode, 0.95 * float(time_limit)),
                                  float(time_limit))
@@ -168,23 +171,27 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         raise SolverFailure("the layer-structured multipliers are not feasible (a Schur complement is not definite)")
     end = None if time_limit is None else t_start + float(time_limit)
     # one certificate costs about CERT_PER_MULTIPLIERS x the multipliers' time (a few dense products and
-    # factorisations per layer either way); with time to refine, only refined points are certified
+    # factorisations per layer either way). A cheap one is made first (the fallback if anything later runs
+    # late); an expensive one (over a tenth of the budget, conv layers) only for refined points
     t_cert = CERT_PER_MULTIPLIERS * t_multipliers
-    refine_first = mode == "opt" and (end is None or end - time.perf_counter() > 2.2 * t_cert + 0.05 * float(time_limit))
+    tl = None if end is None else float(time_limit)
+    expensive = end is not None and t_cert > 0.1 * tl
     L, info, F_best, t_refine = math.inf, {}, F_fast, 0.0
-    if not refine_first:
+    if mode != "opt" or not expensive:
         t0 = time.perf_counter()
         _, L, info = certify(data, F_fast, t_fast)
         t_cert = time.perf_counter() - t0
-    else:
+    need = (2.2 * t_cert + 0.05 * tl) if expensive else 3 * t_cert
+    if mode == "opt" and (end is None or end - time.perf_counter() > need):
         t0 = time.perf_counter()
-        deadline = None if end is None else end - 1.2 * t_cert - 0.05 * float(time_limit)
+        deadline = None if end is None else end - (1.2 * t_cert + 0.05 * tl if expensive else 2.5 * t_cert + 0.05 * tl)
         t = refine(data, t_fast, deadline)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the closed form's scale while that costs less than it saves; the
-        # closed form's own point (cap 0) closes the list
-        for cap in (None,) + RETREAT_CAPS + (0.0,):
+        # closed form's own point (cap 0) closes the list when it was not certified first
+        caps = (None,) + RETREAT_CAPS + ((0.0,) if not math.isfinite(L) else ())
+        for cap in caps:
             if math.isfinite(L) and end is not None and end - time.perf_counter() < 1.2 * t_cert:
                 break
             tc = t if cap is None else t_fast if cap == 0.0 else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
@@ -199,6 +206,8 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
             # the closed form's certificate is at least sqrt(F_fast): a candidate below it has won
             if cand[0] - cand[2]["rho"] <= 1e-6 * cand[2]["rho"] and cand[1] <= math.sqrt(F_fast):
                 break
+    elif not math.isfinite(L):
+        _, L, info = certify(data, F_fast, t_fast)
     if not math.isfinite(L):
         raise SolverFailure("the layer-structured certificate is not finite")
     sizes["kept_neurons"] = int(sum(len(k) for k in data.kept))

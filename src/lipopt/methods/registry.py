@@ -21,6 +21,7 @@ from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
 from .graph_l2 import graph_l2_runner, tail_check
 from .l2 import l2_estimate, l2_opt_estimate, l2_precheck, run_l2_fast, run_l2_opt
+from .l2_weighted import run_graph_l2_weighted, run_l2_weighted
 from .lifted import (interval_estimate, interval_precheck, lifted_estimate, lifted_precheck, run_interval,
                      run_lifted_lp)
 from .lp import lp_precheck, run_lp
@@ -171,6 +172,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            cite="LipSDP-Neuron multipliers by L-BFGS on sequential Schur complements",
            estimate=l2_opt_estimate, precheck=l2_precheck, anytime=True, subsumes=("l2-fast",),
            preferred=frozenset({"2"})),
+    Method("l2-weighted", "weighted l2 bound (Cauchy-Schwarz on LipSDP layers)",
+           Capabilities(norms=frozenset({"inf", "1"}), depths=(1, None), layers=GRAPH_LAYERS, check=tail_check),
+           graph_aware(normalised(run_l2_weighted), run_graph_l2_weighted),
+           cite="||g||_1 <= sqrt(sum 4^-k) ||2^k g||_2 on the input-scaled network's l2-opt bound",
+           estimate=l2_opt_estimate, precheck=l2_precheck, anytime=True),
     Method("exact", "activation-consistent MIP",
            Capabilities(norms=frozenset({"inf", "1"}), needs_domain=True, domains=frozenset({"box", "inf-ball"}),
                         activations=_PWL, exact_arithmetic=False, depths=(1, None)),

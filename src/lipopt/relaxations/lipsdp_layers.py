@@ -100,11 +100,21 @@ def _p_term(W, tp):
 
 
 def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
-    """Q = W_0 Y_0^{-1} W_0^T for Y_0 = I + W_0^T D W_0, D = diag(t_1 p_1) >= 0, in n_1 x n_1 terms:
+    """Q = W_0 Y_0^{-1} W_0^T for Y_0 = I + W_0^T D W_0, D = diag(t_1 p_1); for D >= 0 in n_1 x n_1 terms:
     Q = K0 - K0 r (I + r K0 r)^{-1} r K0 with r = D^(1/2) (push-through identity; dQ/dD_jj = -Q e_j e_j^T Q)."""
     dvec = t1 * data.p[0]
     if not np.any(dvec):
         return data.K0
+    if np.any(dvec < 0):
+        # negative lower slopes (GELU, SiLU, leaky < 0) make p < 0: Y_0 may be indefinite, so it is
+        # formed (n_0 x n_0) and factorised; None when it is not positive definite
+        Y0 = (data.W[0].T * dvec) @ data.W[0]
+        Y0[np.diag_indices_from(Y0)] += 1.0
+        cf = _chol(Y0)
+        if cf is None:
+            return None
+        Q = data.W[0] @ sla.cho_solve(cf, data.W[0].T, check_finite=False)
+        return 0.5 * (Q + Q.T)
     r = np.sqrt(dvec)
     V = r[:, None] * data.K0
     B = r[:, None] * V.T
@@ -127,6 +137,8 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
             tm = t[0] * data.m[0]
             S_list.append(None)
             Q = _first_q(data, t[0])
+            if Q is None:
+                return (math.inf, None) if grad else math.inf
             Y = -(tm[:, None] * Q * tm[None, :])
         else:
             cf = chols[l - 1] = _chol(Y)
@@ -185,6 +197,8 @@ def _lambda_max(K: np.ndarray) -> float:
     """lambda_max of the symmetric PSD K (a heuristic's scale, not certified): Lanczos from a fixed start
     above order 150 (eigvalsh's tridiagonal reduction costs seconds at conv-layer orders), eigvalsh below."""
     n = K.shape[0]
+    if not np.all(np.isfinite(K)):
+        raise SolverFailure("the closed-form multipliers are not finite")
     if n > 150:
         import scipy.sparse.linalg as spla
         try:
@@ -221,6 +235,8 @@ def closed_form(data: LayerData, boost: bool = True) -> list:
         t.append(tl)
         if first:
             Q = _first_q(data, tl)
+            if Q is None:
+                raise SolverFailure("the closed-form multipliers lost positive definiteness")
             Y = -((tl * m)[:, None] * Q * (tl * m)[None, :])
         else:
             if np.any(p):
