@@ -1,5 +1,6 @@
-"""l2-fast / l2-opt over graphs: the chain tail after the last Add / Concat / MaxPool by the layer-structured
-LipSDP, the head by node operator norms (methods.graph_l2); sound against the enumerated l2 FGL."""
+"""l2-fast / l2-opt (and l2-weighted, l_inf / l1) over graphs: the chain tail after the last Add / Concat /
+MaxPool by the layer-structured LipSDP, the head by node operator norms (methods.graph_l2); sound against
+the enumerated FGL."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,6 +55,11 @@ def _check(seeds):
         assert opt.upper_bound >= fgl, (s, opt.upper_bound, fgl)
         assert opt.upper_bound <= fast.upper_bound * (1 + 1e-9)
         assert fast.details["graph_head_norm"] > 0 or fast.upper_bound == 0.0
+        # l2-weighted: the l_inf / l1 bound from the same certificate (weighted Cauchy-Schwarz)
+        for norm in ("inf", "1"):
+            fgl_q = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
+            w = upper_bound(g, norm=norm, c=c, domain=domain, method="l2-weighted", lower=False, time_limit=10)
+            assert w.upper_bound >= fgl_q, (s, norm, w.upper_bound, fgl_q)
         ran += 1
     assert ran == len(seeds)
 
