@@ -29,3 +29,25 @@ def test_mip_upper_never_below_a_certified_witness():
     assert r.upper >= low.lower_bound * (1 - 1e-9)
     res = lipopt.upper_bound(net, margin=(4, 9), domain=dom, method="exact", time_limit=3.0, lower=False)
     assert res.upper_bound >= low.lower_bound * (1 - 1e-9)
+
+
+def test_warm_started_optimum_needs_a_solvable_relaxation():
+    # zoo mlp64, l_inf ball r = 0.01 around test image 0, margin 4 - 9: HiGHS declares the model's LP
+    # relaxation infeasible (numerical trouble, presolve off) and, warm-started, ended "optimal" at the
+    # start's 75.80 below a certified witness of gradient norm 76.10; auto then reported 78.28 < 78.55 at
+    # r = 0.1. Now the MIP fails (SolverFailure) or stays above every witness, and auto above the lower bound
+    from lipopt.errors import SolverFailure
+    net = lipopt.load(zoo_model_path("mlp64", "npz"))
+    X, _ = mnist_test(1)
+    c = np.zeros(10)
+    c[4], c[9] = 1.0, -1.0
+    for r in (0.01, 0.1):
+        dom = Ball(center=X[0], radius=r, p=np.inf, clip=(0.0, 1.0))
+        low = lipopt.lower_bound(net, margin=(4, 9), domain=dom, method="ascent", time_limit=10, seed=0)
+        try:
+            ub = exact_lipschitz_mip(net, c, dom, "inf", time_limit=10.0).upper
+        except SolverFailure:
+            ub = np.inf
+        assert ub >= low.lower_bound * (1 - 1e-9), (r, ub, low.lower_bound)
+        auto = lipopt.upper_bound(net, margin=(4, 9), domain=dom, method="auto", time_limit=10, lower=False)
+        assert auto.upper_bound >= low.lower_bound * (1 - 1e-9), (r, auto.upper_bound, low.lower_bound)
