@@ -42,6 +42,13 @@ def _jsonable(v) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
 
 
+def finite_upper(value: float) -> float:
+    """``value`` when finite; SolverFailure otherwise (an upper bound that overflowed is no bound)."""
+    if not math.isfinite(float(value)):
+        raise SolverFailure(f"the bound is not finite ({value}): the network's values exceed the float64 range")
+    return value
+
+
 def normalised(runner, forward: bool = False):
     """``runner`` on the normalised network (scaling.normalise), its values scaled back to the original
     units: upper bounds rounded up (overflow: SolverFailure), lower ends down, raw values to nearest,
@@ -58,9 +65,7 @@ def normalised(runner, forward: bool = False):
         sc = normalise(net, vec, consistent=forward, slopes=slopes, norm=norm)
         if sc is None:
             out = runner(net, vec, norm, slopes, opts)
-            if not math.isfinite(float(out.upper)):
-                raise SolverFailure(f"the bound is not finite ({out.upper}): the network's values exceed "
-                                    "the float64 range")
+            finite_upper(out.upper)
             return replace(out, details={**out.details, "normalisation": None})
         out = runner(sc.net, sc.vec, norm, slopes, opts)
         return replace(out, upper=sc.up(out.upper), raw=sc.nearest(out.raw),

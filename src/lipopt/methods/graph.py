@@ -12,7 +12,7 @@ import time
 
 from ..errors import SolverFailure
 from ..model.graph import GRAPH_KINDS, GraphNetwork
-from .base import MethodOutput
+from .base import MethodOutput, finite_upper
 
 GRAPH_LAYERS = frozenset({"chain"}) | GRAPH_KINDS
 KIND_NAMES = {"add": "residual Add", "concat": "Concat", "maxpool": "MaxPool"}
@@ -37,9 +37,7 @@ def run_graph_product(net: GraphNetwork, vec, norm: str, slopes, opts: dict) -> 
     """Node-by-node operator-norm propagation (graph_bounds.graph_product_bound), rounded up."""
     from ..graph_bounds import graph_product_bound
     t0 = time.perf_counter()
-    ub = graph_product_bound(net, vec, norm, slopes)
-    if not math.isfinite(ub):
-        raise SolverFailure(f"the bound is not finite ({ub}): the network's values exceed the float64 range")
+    ub = finite_upper(graph_product_bound(net, vec, norm, slopes))
     return MethodOutput(ub, timings={"bound": time.perf_counter() - t0},
                         details={"fixed_pool_windows": int(sum((f >= 0).sum() for f in slopes.fixed.values()))})
 

@@ -12,15 +12,13 @@ activation are refused by the registry (``tail_check``): their bound would be th
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 
-from ..errors import SolverFailure
 from ..model.graph import GraphNetwork, Node
 from ..rounding import relative_up
 from ..slopes import SlopeBox
-from .base import MethodOutput
+from .base import MethodOutput, finite_upper
 from .graph import is_graph
 
 
@@ -70,9 +68,7 @@ def graph_l2_runner(mode: str):
         box = SlopeBox(tuple(slopes.lo[a] for a in acts), tuple(slopes.hi[a] for a in acts))
         head = node_norm_bounds(g, "2", slopes)[k]
         out = _sdp_output(_with_deadline(net, vec, box, mode, opts.get("time_limit")))
-        ub = relative_up(out.upper * head, 2)
-        if not math.isfinite(ub):
-            raise SolverFailure(f"the bound is not finite ({ub}): the network's values exceed the float64 range")
+        ub = finite_upper(relative_up(out.upper * head, 2))
         return replace(out, upper=ub, raw=None if out.raw is None else out.raw * head,
                        timings={**out.timings, "total": time.perf_counter() - t0},
                        details={**out.details, "graph_head_norm": head, "tail_widths": "-".join(map(str, net.widths))})

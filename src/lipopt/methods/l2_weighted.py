@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ..errors import SolverFailure
 from ..rounding import sum_up, up
-from .base import MethodOutput
+from .base import MethodOutput, finite_upper
 
 K_RANGE = 30        # |k_i| <= 30: the scaled weights stay normal floats, so the scaling is exact
 
@@ -72,9 +72,7 @@ def scaled_graph(g, k: np.ndarray):
 
 
 def _finish(out: MethodOutput, f: float, k: np.ndarray) -> MethodOutput:
-    ub = up(out.upper * f)
-    if not math.isfinite(ub):
-        raise SolverFailure(f"the bound is not finite ({ub}): the network's values exceed the float64 range")
+    ub = finite_upper(up(out.upper * f))
     return dataclasses.replace(out, upper=ub, raw=None if out.raw is None else out.raw * f,
                                details={**out.details, "l2_bound": out.upper, "cauchy_schwarz_factor": f,
                                         "scaling_exponents": f"{int(k.min(initial=0))}..{int(k.max(initial=0))}"})
