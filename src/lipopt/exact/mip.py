@@ -613,6 +613,9 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
                      nodes=nodes, seconds=time.perf_counter() - t0, info=info)
 
 
+MIN_RELAXATION_SECONDS = 0.05   # the relaxation check after a warm-started optimum: at least this long
+
+
 def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cuts=(), relaxation=False):
     try:
         import highspy
@@ -681,7 +684,8 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         # of the tree infeasible (zoo mlp64, l_inf ball r = 0.01: 75.80 reported, a real input of gradient
         # norm 76.10 inside the ball; its LP relaxation, solved alone, is declared infeasible): the
         # relaxation of this feasible-by-construction model must solve, else there is no bound
-        _solve_highs(model, time_limit, mip_gap, threads, seed, None, cuts, relaxation=True)
+        left = None if time_limit is None else max(MIN_RELAXATION_SECONDS, float(time_limit) - seconds)
+        _solve_highs(model, left, mip_gap, threads, seed, None, cuts, relaxation=True)
     x = None
     primal = None
     if info.primal_solution_status == 2:  # feasible
