@@ -184,7 +184,7 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     need = (2.2 * t_cert + 0.05 * tl) if expensive else 3 * t_cert
     if mode == "opt" and (end is None or end - time.perf_counter() > need):
         t0 = time.perf_counter()
-        deadline = None if end is None else end - (1.2 * t_cert + 0.05 * tl if expensive else 2.5 * t_cert + 0.05 * tl)
+        deadline = None if end is None else end - (1.2 if expensive else 2.5) * t_cert - 0.05 * tl
         t = refine(data, t_fast, deadline)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term

@@ -40,6 +40,7 @@ from .lbfgs import lbfgs
 NARROW_CAP = 1e3          # closed form: at most this factor above the ECLipsE-Fast multiplier
 BARRIERS = (1e-2, 1e-4, 1e-6)   # refinement: the barrier path's weights
 BARRIER_STALL = 1e-5            # a barrier stage only has to reach the path roughly
+LANCZOS_ORDER = 150       # closed form: lambda_max by Lanczos above this order, eigvalsh below
 LOG_RANGE = 10.0          # refinement: multipliers within e^+-10 of the closed form
 
 
@@ -199,7 +200,7 @@ def _lambda_max(K: np.ndarray) -> float:
     n = K.shape[0]
     if not np.all(np.isfinite(K)):
         raise SolverFailure("the closed-form multipliers are not finite")
-    if n > 150:
+    if n > LANCZOS_ORDER:
         import scipy.sparse.linalg as spla
         try:
             v0 = 1.0 + 0.5 * np.cos(np.arange(n, dtype=float))
