@@ -66,3 +66,33 @@ def vertex_count(g, slopes) -> int:
         for w in np.flatnonzero(slopes.fixed[i] < 0):
             n *= int(np.count_nonzero(g.nodes[i].windows[w] >= 0))
     return n
+
+
+def random_dag(seed: int, act: str = "relu"):
+    """Affine / act / add / concat graphs without pooling that exercise every case of the chain lift:
+    residual blocks with and without an activation after the add, an affine reading an add or another
+    affine (materialised as identity neurons), adds of terms sharing a source (x + W x, x + x), concats of
+    branches, and an activation reading the input directly."""
+    rng = np.random.default_rng(seed)
+    n0 = int(rng.integers(2, 4))
+    b = GraphBuilder((n0,))
+    y = b.layer(0, ActLayer("act", act)) if rng.random() < 0.2 else 0
+    y = b.layer(_dense(b, y, int(rng.integers(2, 4)), rng), ActLayer("act", act))
+    for _ in range(int(rng.integers(1, 4))):
+        h = b.nodes[y].size
+        kind = int(rng.integers(0, 5))
+        if kind == 0:      # residual block, maybe activated after the add
+            br = _dense(b, b.layer(_dense(b, y, int(rng.integers(1, 3)), rng), ActLayer("act", act)), h, rng)
+            y = b.add([y, br])
+        elif kind == 1:    # x + W x: the two terms share the source x
+            y = b.add([y, _dense(b, y, h, rng)])
+        elif kind == 2:    # x + x
+            y = b.add([y, y])
+        elif kind == 3:    # concat of an activated branch and a linear one, then an affine reading it
+            a = b.layer(_dense(b, y, int(rng.integers(1, 3)), rng), ActLayer("act", act))
+            y = _dense(b, b.concat([a, _dense(b, y, int(rng.integers(1, 3)), rng)]), int(rng.integers(2, 4)), rng)
+        else:              # two affine maps in a row
+            y = _dense(b, _dense(b, y, int(rng.integers(1, 3)), rng), int(rng.integers(2, 4)), rng)
+        if rng.random() < 0.5:
+            y = b.layer(y, ActLayer("act", act))
+    return b.finish(_dense(b, y, int(rng.integers(1, 3)), rng))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph_nets import _dense, random_graph
+from graph_nets import _dense, random_dag, random_graph, random_residual
 import lipopt
 from lipopt.api import upper_bound
 from lipopt.domain import Ball, Box
@@ -14,7 +14,7 @@ from lipopt.errors import InvalidInputError
 from lipopt.graph_bounds import enumerate_fgl, graph_product_bound, graph_slopes
 from lipopt.model.conv import Activation as ActLayer
 from lipopt.model.graph import GraphBuilder
-from lipopt.methods.graph_l2 import chain_tail
+from lipopt.methods.graph_l2 import lift_start
 
 ACTS = ("relu", "leaky_relu", "tanh")
 
@@ -39,10 +39,10 @@ def graph_with_tail(seed: int):
     return b.finish(_dense(b, y, int(rng.integers(1, 3)), rng))
 
 
-def _check(seeds):
+def _check(seeds, make=None):
     ran = 0
     for s in seeds:
-        g = graph_with_tail(s)
+        g = graph_with_tail(s) if make is None else make(s)
         rng = np.random.default_rng(s + 7)
         c = rng.normal(size=g.output_size)
         x0 = rng.normal(size=g.input_size)
@@ -54,7 +54,7 @@ def _check(seeds):
         assert fast.upper_bound >= fgl, (s, fast.upper_bound, fgl)
         assert opt.upper_bound >= fgl, (s, opt.upper_bound, fgl)
         assert opt.upper_bound <= fast.upper_bound * (1 + 1e-9)
-        assert fast.details["graph_head_norm"] > 0 or fast.upper_bound == 0.0
+        assert fast.upper_bound == 0.0 or fast.details["graph_head_norm"] > 0
         # l2-weighted: the l_inf / l1 bound from the same certificate (weighted Cauchy-Schwarz)
         for norm in ("inf", "1"):
             fgl_q = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
@@ -73,13 +73,29 @@ def test_graph_l2_never_below_enumerated_fgl_many():
     _check(range(1000, 1200))
 
 
+def _residual_or_dag(s):
+    """Graphs lifted whole (model.graph_lift): residual blocks, adds of shared sources, concats."""
+    act = ACTS[s % 3]
+    return random_residual(s, act) if s % 2 else random_dag(s, act)
+
+
+def test_lifted_graphs_never_below_enumerated_fgl():
+    _check(range(40), _residual_or_dag)
+
+
+@pytest.mark.slow
+def test_lifted_graphs_never_below_enumerated_fgl_many():
+    _check(range(2000, 2300), _residual_or_dag)
+
+
 def test_tail_split_and_refusals():
     g = graph_with_tail(1)
-    k, tail = chain_tail(g)
-    assert g.nodes[k].kind == "maxpool" and [g.nodes[i].kind for i in tail][-1] == "affine"
+    k = lift_start(g)
+    assert g.nodes[k].kind == "maxpool" and g.nodes[-1].kind == "affine"
+    assert lift_start(graph_with_tail(0)) == 0      # a residual block lifts whole
     # no affine layer followed by an activation after the last graph node: refused with the registry's reason
     bare = random_graph(1)   # a pool / add / concat, then the output affine
-    with pytest.raises(InvalidInputError, match="chain after the last Add / Concat / MaxPool"):
+    with pytest.raises(InvalidInputError, match="part after the last max pool"):
         upper_bound(bare, norm="2", c=np.ones(bare.output_size), method="l2-fast", lower=False)
     with pytest.raises(InvalidInputError, match="supports norms 2"):
         upper_bound(g, norm="inf", c=np.ones(g.output_size), method="l2-opt", lower=False)

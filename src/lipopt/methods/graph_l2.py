@@ -1,59 +1,58 @@
-"""l2 over graphs: the chain after the last graph node by the layer-structured LipSDP, the rest by norms.
+"""l2 over graphs: the part after a cut node by the layer-structured LipSDP, the rest by norms.
 
-When the output is T(v_k), with v_k the last node that is not affine or an activation (a max pool, Add or
-Concat) and T the chain of affine and activation nodes after it, the chain rule gives over the slope box
+When the output is T(v_k) for a node v_k every input-output path passes through (a cut node; the input
+itself when there is no max pool), the chain rule gives over the slope box
 
     sup ||grad c^T f||_2 <= sup ||grad c^T T||_2 * sup ||J_{x -> v_k}||_{2->2},
 
-the first factor certified by ``l2-fast`` / ``l2-opt`` on T with T's slopes (a LipSDP-Neuron feasible point;
-LeNet-5's dense head), the second ``graph_bounds.node_norm_bounds`` (operator norms node by node, a max
-pool's sqrt(windows sharing an input)). Graphs whose chain tail has no affine layer followed by an
-activation are refused by the registry (``tail_check``): their bound would be the product's.
+the first factor certified by ``l2-fast`` / ``l2-opt`` on T with T's slopes (a LipSDP-Neuron feasible point),
+the second ``graph_bounds.node_norm_bounds`` (operator norms node by node, a max pool's sqrt(windows
+sharing an input); 1 for the input). T is the part after the earliest cut node from which only affine,
+activation, Add and Concat nodes follow, lifted to an equivalent chain (``model.graph_lift``: residual
+blocks become layers with identity neurons carrying the skip). LeNet-5: its dense head after the last
+max pool; residual nets: the whole graph. Graphs whose T has no affine layer followed by an activation
+are refused by the registry (``tail_check``): their bound would be the product's.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import replace
 
-from ..model.graph import GraphNetwork, Node
+from ..model.graph import GraphNetwork
+from ..model.graph_lift import lift, liftable, lifted_slopes
 from ..rounding import relative_up
-from ..slopes import SlopeBox
 from .base import MethodOutput, finite_upper
 from .graph import is_graph
 
 
-def chain_tail(g: GraphNetwork) -> tuple[int, list[int]]:
-    """(k, tail): the output is a chain of single-input affine / activation nodes ``tail`` applied to v_k."""
-    i, tail = len(g.nodes) - 1, []
-    while g.nodes[i].kind in ("affine", "act") and len(g.nodes[i].inputs) == 1:
-        tail.append(i)
-        i = g.nodes[i].inputs[0]
-    return i, tail[::-1]
+def lift_start(g: GraphNetwork) -> int:
+    """The earliest cut node after which the graph lifts to a chain (the output when none does)."""
+    from ..graph_bounds import cut_nodes
+    return next(k for k in cut_nodes(g) if liftable(g, k))
+
+
+def l2_widths(net) -> tuple:
+    """The widths the layer-structured LipSDP works on: a chain's own, a graph's lifted part's."""
+    if not is_graph(net):
+        return tuple(net.widths)
+    return tuple(lift(net, lift_start(net)).net.widths)
 
 
 def tail_check(problem) -> str | None:
-    """The registry's shape check: a graph needs an activation after its last Add / Concat / MaxPool."""
+    """The registry's shape check: a graph needs an affine layer then an activation after ``lift_start``."""
     if not is_graph(problem.net):
         return None
-    _, tail = chain_tail(problem.net)
-    kinds = [problem.net.nodes[i].kind for i in tail]
+    g = problem.net
+    k = lift_start(g)
+    kinds = [n.kind for n in g.nodes[k + 1:]]
     if "affine" not in kinds or "act" not in kinds[kinds.index("affine"):]:
         # an activation first (identity weights before it) gives exactly the product of the norms after it
-        return ("bounds graphs through the chain after the last Add / Concat / MaxPool node, which needs an "
-                "affine layer followed by an activation; this network has none there (use product or interval)")
+        return ("bounds graphs through the part after the last max pool every path passes through, which needs "
+                "an affine layer followed by an activation; this network has none there (use product or interval)")
     return None
 
 
 tail_check.graphs_only = True   # chains always pass; its refusals are tested on graphs (tests/test_graph_l2.py)
-
-
-def _tail_network(g: GraphNetwork, k: int, tail: list[int]):
-    pos = {k: 0}
-    nodes = [Node("input", (), g.nodes[k].size, g.nodes[k].shape)]
-    for i in tail:
-        pos[i] = len(nodes)
-        nodes.append(replace(g.nodes[i], inputs=(pos[g.nodes[i].inputs[0]],)))
-    return GraphNetwork(tuple(nodes)).to_network("the graph's chain tail")
 
 
 def graph_l2_runner(mode: str):
@@ -62,15 +61,16 @@ def graph_l2_runner(mode: str):
         from .l2 import _with_deadline
         from .sdp import _sdp_output
         t0 = time.perf_counter()
-        k, tail = chain_tail(g)
-        net = _tail_network(g, k, tail)
-        acts = [g.act_nodes.index(i) for i in tail if g.nodes[i].kind == "act"]
-        box = SlopeBox(tuple(slopes.lo[a] for a in acts), tuple(slopes.hi[a] for a in acts))
-        head = node_norm_bounds(g, "2", slopes)[k]
+        k = lift_start(g)
+        lifted = lift(g, k)
+        net = lifted.net
+        box = lifted_slopes(g, lifted, slopes.lo, slopes.hi)
+        head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes)[k]
         out = _sdp_output(_with_deadline(net, vec, box, mode, opts.get("time_limit")))
         ub = finite_upper(relative_up(out.upper * head, 2))
         return replace(out, upper=ub, raw=None if out.raw is None else out.raw * head,
                        timings={**out.timings, "total": time.perf_counter() - t0},
-                       details={**out.details, "graph_head_norm": head, "tail_widths": "-".join(map(str, net.widths))})
+                       details={**out.details, "graph_head_norm": head, "tail_widths": "-".join(map(str, net.widths)),
+                                "lift_start": k, "identity_neurons": lifted.n_identity})
     run.__name__ = f"run_graph_l2_{mode}"
     return run

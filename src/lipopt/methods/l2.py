@@ -63,7 +63,8 @@ run_l2_opt = _run("opt")
 
 def l2_estimate(problem, opts) -> float:
     """Seconds from shapes: a few dense n^3 products per layer (~1 GFlop/s on one core, measured order)."""
-    return 8 * _flops(problem.net.widths) / 1e9
+    from .graph_l2 import l2_widths
+    return 8 * _flops(l2_widths(problem.net)) / 1e9
 
 
 def _flops(w) -> float:
@@ -75,8 +76,9 @@ def l2_opt_estimate(problem, opts) -> float:
 
 
 def l2_precheck(problem, opts) -> None:
-    from .. import memory
-    memory.require(estimate_bytes(problem.net.widths), f"the layer-structured LipSDP (widths {list(problem.net.widths)})",
+    from .graph_l2 import l2_widths
+    widths = l2_widths(problem.net)
+    memory.require(estimate_bytes(widths), f"the layer-structured LipSDP (widths {list(widths)})",
                    "--method product fits")
 
 
@@ -134,6 +136,22 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
     return last
 
 
+RACE_SHARE = 0.2   # refinement: each of the two LMIs gets this share of the time before the better one goes on
+
+
+def _race(wide, t_wide, F_wide, data, own, deadline):
+    """The superset box's LMI has the better start; the box's own LMI can be tighter at its optimum (fixed
+    neurons enforced exactly, e.g. a lifted graph's skips). Each is refined for RACE_SHARE of the time;
+    returns the better LMI's (data, closed-form t, its F, refined t): retreats stay relative to its start."""
+    span = None if deadline is None else RACE_SHARE * max(deadline - time.perf_counter(), 0.0)
+    until = (lambda: None) if span is None else (lambda: time.perf_counter() + span)
+    t_own = refine(data, own[0], until())
+    t_w = refine(wide, t_wide, until())
+    if schur_value(data, t_own) < schur_value(wide, t_w):
+        return data, own[0], own[1], t_own
+    return wide, t_wide, F_wide, t_w
+
+
 def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "fast",
                   time_limit: float | None = None) -> SDPBound:
     """Certified l2 bound on c^T f from layer-structured LipSDP multipliers: ``mode`` "fast" (closed form)
@@ -152,24 +170,45 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     if not np.any(data.u) and not np.any(data.u_err):
         return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
                         sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
-    t = t_fast = closed_form(data)
-    F_fast = schur_value(data, t)
     slopes = check_slopes(net, slopes)
+    end = None if time_limit is None else t_start + float(time_limit)
+    starts = [(data, True)]
     if any(np.any(p) for p in data.p) and all(np.all(np.asarray(lo, float) >= 0) for lo in slopes.lo):
         # narrow slopes: the boost is a heuristic, and the LMI of the superset box [0, b] (a valid LipSDP
         # LMI for a larger box, certified as such; a superset only when every lower slope is >= 0) may suit
-        # the closed form better: keep the best start
+        # the closed form better: keep the best start. With fixed neurons (slope box [1, 1]: a graph's
+        # identity neurons, active ReLUs) the superset's start has won every measured case: it goes first
         wide = layer_data(net, c, SlopeBox(tuple(np.zeros_like(np.asarray(h, float)) for h in slopes.hi),
                                            slopes.hi))
-        for dd, boost in ((data, False), (wide, False)):
+        starts = [(data, True), (data, False), (wide, False)]
+        if any(np.any((np.asarray(lo) == np.asarray(hi)) & (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)):
+            starts = starts[2:] + starts[:2]
+    best, own, failure = None, None, None     # own: the best start on the box's own LMI (refine races it)
+    for dd, boost in starts:
+        t0 = time.perf_counter()
+        try:
             tc = closed_form(dd, boost=boost)
-            Fc = schur_value(dd, tc)
-            if Fc < F_fast:
-                data, t, t_fast, F_fast = dd, tc, tc, Fc
+        except SolverFailure as exc:
+            failure = exc
+            continue
+        Fc = schur_value(dd, tc)
+        if best is None or Fc < best[2]:
+            best = (dd, tc, Fc)
+        if dd is data and (own is None or Fc < own[1]):
+            own = (tc, Fc)
+        # at conv-layer orders each start costs seconds: the rest are skipped when they would leave less
+        # than half the budget for the certificate and the refinement
+        spent = time.perf_counter() - t_start
+        if end is not None and spent + (time.perf_counter() - t0) * (1 + CERT_PER_MULTIPLIERS) > 0.5 * time_limit:
+            break
+    if best is None:
+        raise failure
+    own_data = data
+    data, t_fast, F_fast = best
+    t = t_fast
     t_multipliers = time.perf_counter() - t_start
     if not math.isfinite(F_fast):
         raise SolverFailure("the layer-structured multipliers are not feasible (a Schur complement is not definite)")
-    end = None if time_limit is None else t_start + float(time_limit)
     # one certificate costs about CERT_PER_MULTIPLIERS x the multipliers' time (a few dense products and
     # factorisations per layer either way). A cheap one is made first (the fallback if anything later runs
     # late); an expensive one (over a tenth of the budget, conv layers) only for refined points
@@ -185,7 +224,10 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     if mode == "opt" and (end is None or end - time.perf_counter() > need):
         t0 = time.perf_counter()
         deadline = None if end is None else end - (1.2 if expensive else 2.5) * t_cert - 0.05 * tl
-        t = refine(data, t_fast, deadline)
+        t = t_fast
+        if own is not None and data is not own_data and math.isfinite(own[1]):
+            data, t_fast, F_fast, t = _race(data, t_fast, F_fast, own_data, own, deadline)
+        t = refine(data, t, deadline)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the closed form's scale while that costs less than it saves; the
