@@ -1,4 +1,4 @@
-"""l2 bounds on trained MLPs and chain CNNs: lipopt's layer-structured LipSDP (l2-fast, l2-opt) vs
+"""l2 bounds on trained MLPs, chain CNNs and graphs (LeNet-5, residual nets): lipopt's layer-structured LipSDP (l2-fast, l2-opt) vs
 LipSDP-Neuron, the product bound and the peer tool eclipse-nn (ECLipsE-Fast, ECLipsE), margin of the
 first test image, with l2-opt / product and the sampled lower bound.
 
@@ -24,13 +24,14 @@ from lipopt.datasets import digits_test, mnist_model_path, mnist_test, zoo_manif
 CHAINS = ["dense32", "pruned95", "mlp64", "mlp256x2", "mlp128x4", "mlp1024x2", "mlp64x7", "digits32x6",
           "tanh_mlp", "sigmoid_mlp", "pruned90"]
 CNNS = ["cnn_avgpool", "cnn_stride2", "cnn_bn"]    # chain CNNs (ONNX; conv layers become sparse layers)
+GRAPHS = ["lenet5", "resnet_cnn", "resmlp"]         # graphs: max pooling, residual blocks (lifted to chains)
 
 
 def _load(name):
     if name in ("dense32", "pruned95"):
         return lipopt.load(mnist_model_path(name)), "mnist"
     info = zoo_manifest()["models"][name]
-    return lipopt.load(zoo_model_path(name, "onnx" if name in CNNS else "npz")), info["dataset"]
+    return lipopt.load(zoo_model_path(name, "onnx" if name in CNNS + GRAPHS else "npz")), info["dataset"]
 
 
 def _margin(net, dataset):
@@ -69,7 +70,7 @@ def _eclipse(net, c, fast: bool):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=CHAINS + CNNS)
+    ap.add_argument("--models", nargs="+", default=CHAINS + CNNS + GRAPHS)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--lipsdp-order", type=int, default=1200)
     ap.add_argument("--eclipse-width", type=int, default=256)
@@ -87,8 +88,11 @@ def main() -> int:
                 continue
             row[m] = _timed(lambda: lipopt.upper_bound(net, norm="2", method=m, c=c, lower=False,
                                                         time_limit=args.time_limit).upper_bound)
-        row["ECLipsE-Fast"] = _timed(lambda: _eclipse(net, c, True))
-        if max(net.widths[1:-1]) <= args.eclipse_width:
+        graph = name in GRAPHS       # eclipse-nn takes chains of dense layers only
+        row["ECLipsE-Fast"] = (None, 0.0, "graph") if graph else _timed(lambda: _eclipse(net, c, True))
+        if graph:
+            row["ECLipsE"] = (None, 0.0, "graph")
+        elif max(net.widths[1:-1]) <= args.eclipse_width:
             row["ECLipsE"] = _timed(lambda: _eclipse(net, c, False))
         else:
             row["ECLipsE"] = (None, 0.0, "skip")
