@@ -12,7 +12,7 @@ from helpers import small_network
 import lipopt
 from lipopt import upper_bound
 from lipopt.baselines.product import product_bound
-from lipopt.certify.block_ldl import block_tridiagonal_lambda_min
+from lipopt.certify.block_ldl import block_tridiagonal_lambda_min, err_sums
 from lipopt.domain import Ball, Box, local_slopes
 from lipopt.errors import InvalidInputError
 from lipopt.exact.enumerate import exact_fgl
@@ -178,10 +178,53 @@ def test_block_ldl_certificate_matches_dense_lambda_min():
         lam = np.linalg.eigvalsh(Z)[0]
         diag = [Z[off[i]:off[i + 1], off[i]:off[i + 1]] for i in range(3)]
         sub = [Z[off[i]:off[i + 1], off[i - 1]:off[i]] for i in (1, 2)]
-        bb = block_tridiagonal_lambda_min(diag, [np.zeros_like(D) for D in diag], sub, [np.zeros_like(S) for S in sub])
+        bb = block_tridiagonal_lambda_min(diag, [err_sums(np.zeros_like(D)) for D in diag], sub,
+                                          [err_sums(np.zeros_like(S)) for S in sub])
         assert bb.nu <= lam + 1e-12
         if lam > 0:
             assert bb.nu >= -1e-10      # a definite matrix is certified up to rounding
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_block_ldl_covers_data_errors_given_as_row_and_column_sums(seed):
+    # the float blocks differ from the exact Z by asymmetric perturbations within asymmetric bounds E (given
+    # to the certificate as row / column sums only), and by a diagonal push that hides Z's smallest
+    # eigenvalue from the float data: the bound must stay below lambda_min of the exact Z, and must not
+    # be loose by more than the errors allow
+    rng = np.random.default_rng(seed)
+    sizes = list(rng.integers(2, 6, size=rng.integers(2, 5)))
+    n = int(sum(sizes))
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    A = rng.standard_normal((n, n))
+    Z = A @ A.T / n
+    mask = np.zeros_like(Z, dtype=bool)
+    for i in range(len(sizes)):
+        for j in range(len(sizes)):
+            if abs(i - j) <= 1:
+                mask[off[i]:off[i + 1], off[j]:off[j + 1]] = True
+    Z = np.where(mask, Z, 0.0)
+    Z = 0.5 * (Z + Z.T)
+    Z -= (np.linalg.eigvalsh(Z)[0] - 1e-3) * np.eye(n)       # lambda_min(Z) = 1e-3
+    lam = np.linalg.eigvalsh(Z)[0]
+    scale = 10.0 ** rng.uniform(-6, -3)
+    E = scale * rng.uniform(0, 1, size=(n, n))               # asymmetric entrywise bounds
+    P = E * rng.uniform(-1, 1, size=(n, n))
+    P[np.diag_indices(n)] = E[np.diag_indices(n)]            # the float data looks more definite than Z
+    F = Z + P
+    blocks = lambda M, i, j: M[off[i]:off[i + 1], off[j]:off[j + 1]]
+    k = range(len(sizes))
+    bb = block_tridiagonal_lambda_min([blocks(F, i, i) for i in k], [err_sums(blocks(E, i, i)) for i in k],
+                                      [blocks(F, i, i - 1) for i in k[1:]], [err_sums(blocks(E, i, i - 1)) for i in k[1:]])
+    assert bb.nu <= lam + 1e-13
+    # ignoring the errors would certify the float data's larger lambda_min
+    assert np.linalg.eigvalsh(0.5 * (F + F.T))[0] > lam or scale < 1e-5
+    # the residual is the row-sum bound of the data errors (diagonal blocks symmetrised, the upper blocks
+    # the transposed lower ones) plus rounding: every error counted once, none dropped
+    blk = np.repeat(np.arange(len(sizes)), sizes)
+    low = np.where(blk[:, None] == blk[None, :] + 1, E, 0.0)
+    same = np.where((blk[:, None] == blk[None, :]), 0.5 * (E + E.T), 0.0)
+    expected = float((same + low + low.T).sum(axis=1).max())
+    assert expected <= bb.residual <= expected * (1 + 1e-9) + 1e-12
 
 
 @pytest.mark.parametrize("shift", [-0.3, 1e-3, 0.2])

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from .. import memory
-from ..certify.block_ldl import block_tridiagonal_lambda_min, lipschitz_from_lmi
+from ..certify.block_ldl import add_bounds, block_tridiagonal_lambda_min, chain_bound, lipschitz_from_lmi
 from ..errors import InvalidInputError, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
@@ -96,33 +96,39 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
         for l in range(d + 1):
             n = data.W[0].shape[1] if l == 0 else len(tau[l - 1])
             B = np.zeros((n, n))
-            E = np.zeros((n, n))
             B[np.diag_indices(n)] = rho if l == 0 else tau[l - 1]
+            terms = []      # row sums of a symmetric entrywise bound on |Z_l - B| (rows = columns)
             if l < d and np.any(data.p[l]):
                 W, tp = data.W[l], tau[l] * data.p[l]
                 B += (W.T * tp) @ W
                 aW = np.abs(W)
-                E += 4 * gamma(W.shape[0] + 4) * ((aW.T * np.abs(tp)) @ aW)
+                terms.append(4 * gamma(W.shape[0] + 4) * chain_bound([aW.T], np.abs(tp) * chain_bound([aW], np.ones(n))))
             if l == d:
                 uu = np.outer(data.u, data.u)
                 au, eu = np.abs(data.u), data.u_err
                 B -= uu
-                E += 2 * np.outer(au, eu) + np.outer(eu, eu) + 2 * U * np.abs(uu)
-            E = next_up(E + 4 * U * np.abs(B) + TINY)
+                # |(u + e)(u + e)^T - fl(u u^T)| <= |u||e|^T + |e||u|^T + |e||e|^T + U |u u^T|
+                su, se = float(sum_up(au)), float(sum_up(eu))
+                terms += [au * se, eu * su, eu * se, 2 * U * au * su]
+            aB = np.abs(B)      # 4 U (|B| + |B|^T): symmetric even where the float B is not
+            terms.append(4 * U * (aB.sum(axis=1) + aB.sum(axis=0)) * (1 + 2 * gamma(n + 2)))
+            rows = add_bounds(*terms)
             diag.append(B)
-            derr.append(E)
+            derr.append(rows)
             if l >= 1:
                 O = -(tau[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
                 sub.append(O)
-                serr.append(next_up(2 * gamma(4) * np.abs(O) + TINY))
+                aO = np.abs(O)
+                serr.append((add_bounds(2 * gamma(4) * aO.sum(axis=1) * (1 + 2 * gamma(aO.shape[1] + 2))),
+                             add_bounds(2 * gamma(4) * aO.sum(axis=0) * (1 + 2 * gamma(aO.shape[0] + 2)))))
         # block scaling S = blockdiag(2^k_l I) (exact; TINY covers underflow): lambda_min(S Z S) >= nu gives
         # xi^T Z xi >= nu sum_l ||dx_l||^2 4^-k_l, so R^2 becomes sum_l growth_l 4^-k_l; with unit pivots
         # the rounding term is relative to each block instead of to the largest one
         k = [-int(np.floor(np.log2(max(float(np.abs(np.diag(B)).max()), 1e-300)) / 2)) for B in diag]
         diag = [np.ldexp(B, 2 * kl) for B, kl in zip(diag, k)]
-        derr = [next_up(np.ldexp(E, 2 * kl) + TINY) for E, kl in zip(derr, k)]
+        derr = [(e, e) for e in (next_up(np.ldexp(e, 2 * kl) + TINY) for e, kl in zip(derr, k))]
         sub = [np.ldexp(O, k[l + 1] + k[l]) for l, O in enumerate(sub)]
-        serr = [next_up(np.ldexp(E, k[l + 1] + k[l]) + TINY) for l, E in enumerate(serr)]
+        serr = [tuple(next_up(np.ldexp(e, k[l + 1] + k[l]) + TINY) for e in E) for l, E in enumerate(serr)]
         R2s = sum_up([up(math.ldexp(g, -2 * kl)) for g, kl in zip(data.growth, k)])
         bb = block_tridiagonal_lambda_min(diag, derr, sub, serr)
         rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
