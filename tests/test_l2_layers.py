@@ -144,6 +144,25 @@ def test_local_bound_on_784_256_256_10_where_lipsdp_is_refused():
     assert r.lower_bound is not None and r.lower_bound <= r.upper_bound <= glob
 
 
+@pytest.mark.parametrize("widths,seed,act,kind", _cases(20, mode_seed=3))
+def test_closed_form_value_is_the_schur_value(widths, seed, act, kind):
+    # the start's F comes from the closed form's own sweep; it must be F(t) of the multipliers it returns
+    # (certify then starts just above it), for both boosts, global and local slope boxes
+    net = _net(widths, seed, act)
+    dom = None if kind is None else _domain(net, seed, kind)
+    slopes = None if dom is None else local_slopes(net, dom)
+    data = layer_data(net, _c(net), slopes)
+    if data is None:
+        return
+    for boost in (True, False):
+        try:
+            t, F = closed_form(data, boost=boost, value=True)
+        except lipopt.errors.SolverFailure:
+            continue
+        ref = schur_value(data, t)
+        assert F == pytest.approx(ref, rel=1e-9, abs=1e-12) or (math.isinf(F) and math.isinf(ref))
+
+
 def test_dead_layer_gives_zero_and_refusals():
     net = small_network((3, 4, 2), 0)
     c = _c(net)

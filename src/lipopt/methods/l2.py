@@ -193,11 +193,10 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     for dd, boost in starts:
         t0 = time.perf_counter()
         try:
-            tc = closed_form(dd, boost=boost)
+            tc, Fc = closed_form(dd, boost=boost, value=True)
         except SolverFailure as exc:
             failure = exc
             continue
-        Fc = schur_value(dd, tc)
         if best is None or Fc < best[2]:
             best = (dd, tc, Fc)
         if dd is data and (own is None or Fc < own[1]):
