@@ -240,14 +240,15 @@ def closed_form(data: LayerData, boost: bool = True, value: bool = False):
             if Q is None:
                 raise SolverFailure("the closed-form multipliers lost positive definiteness")
             Y = -((tl * m)[:, None] * Q * (tl * m)[None, :])
-        else:
-            if np.any(p):
-                Y = Y + (W.T * (tl * p)) @ W
-                cf = _chol(Y)
-                if cf is None:
-                    raise SolverFailure("the closed-form multipliers lost positive definiteness")
+        elif np.any(p):
+            Y = Y + (W.T * (tl * p)) @ W
+            cf = _chol(Y)
+            if cf is None:
+                raise SolverFailure("the closed-form multipliers lost positive definiteness")
             C = tl[:, None] * V
             Y = -(C @ sla.cho_solve(cf, C.T, check_finite=False))
+        else:                                                          # C Y^-1 C^T = T K T: no second solve
+            Y = -(tl[:, None] * K * tl[None, :])
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] += tl
     if not value:
