@@ -8,7 +8,8 @@ given an equal share of what is left (the one the registry prefers for the norm 
 it); the MIP last
 when a box domain makes it applicable (its bound rests on solver tolerances and is labelled so); and,
 with time still left and the FGL unproved, the exact search again with the rest of the budget, resumed
-where it stopped (open nodes, incumbent, doll bounds), not restarted. Every attempt is in
+where it stopped (open nodes, incumbent, doll bounds), not restarted; before that, the leading anytime
+method reruns with most of what is left when that is well above its first share. Every attempt is in
 ``details["attempts"]``; at the deadline the best bound so far is returned.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ AUTO_SDP_SECONDS = 0.3 / 150 ** 3   # SDPA on one dense block: 0.3 s at order 15
 MIN_ATTEMPT = 0.05           # seconds: below this an attempt is skipped, not started
 PREFERRED_SHARE = 0.8       # of the time left, for the registry's preferred anytime method (l2: l2-opt, whose
                              # refinement is slow on conv layers and whose closed form alone is ECLipsE-Fast's)
+RERUN_GAIN = 2.0             # the second round reruns the leading anytime method with at least this x its limit
+SEARCH_NEAR = 1.5            # ... and leaves the search half of the rest only while its upper end is this close
 SKIP_FACTOR = 2.0            # a method that stops by itself is skipped when its estimate exceeds this x time left
 
 
@@ -76,14 +79,15 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
             attempts.append({"method": name, "value": None, "seconds": 0.0, "status": "skipped (budget)"})
             return None
         t1 = time.perf_counter()
+        limit = max(MIN_ATTEMPT, min(seconds, left()))
         try:
-            out = runner(net, vec, norm, slopes, {**opts, "time_limit": max(MIN_ATTEMPT, min(seconds, left()))})
+            out = runner(net, vec, norm, slopes, {**opts, "time_limit": limit})
         except (InvalidInputError, SolverFailure, MemoryError) as exc:
             attempts.append({"method": name, "value": None, "seconds": time.perf_counter() - t1,
                              "status": f"failed: {str(exc) or type(exc).__name__}"})
             return None
         attempts.append({"method": name, "value": out.upper, "seconds": time.perf_counter() - t1,
-                         "status": out.status})
+                         "status": out.status, "limit": limit})
         if name not in outputs or out.upper < outputs[name].upper:
             outputs[name] = out
         return out
@@ -102,13 +106,20 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
         best = min(o.upper for o in outputs.values())
         return ex.status == "optimal" or best <= lo + CLOSE_GAP * abs(lo) + ex.details.get("rounding_error", 0.0)
 
+    def leader() -> str | None:
+        """The method of the best bound so far when it is anytime (and not the search): the second round's."""
+        if not outputs:
+            return None
+        lead = min(outputs, key=lambda k: (outputs[k].upper, k))
+        return lead if lead != "exact-fgl" and METHODS[lead].anytime else None
+
     if searchable:
         attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.25 * budget))
     if not proved():
         costs = {n: estimate(problem, n, opts) for n in names if n not in ("product", "exact-fgl")}
         covered = {s for n in costs for s in METHODS[n].subsumes}
         plan = sorted((n for n, c in costs.items() if c is not None and n not in covered),
-                      key=lambda n: (METHODS[n].anytime, norm not in METHODS[n].preferred, costs[n], n))
+                      key=lambda n: (METHODS[n].anytime, n == "exact", norm not in METHODS[n].preferred, costs[n], n))
         for i, name in enumerate(plan):
             # equal shares of what is left (the returning exact search counts as two); a method that
             # stops by itself gets at least twice its estimate and gives back what it does not use,
@@ -122,9 +133,22 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
                 share = max(share, min(2 * costs[name], 0.5 * left()))
             elif norm in METHODS[name].preferred:
                 share = max(share, PREFERRED_SHARE * left())
+            elif name == "exact" and leader() is not None:
+                share = min(share, 0.5 * left())     # half stays for the second round
             attempt(name, METHODS[name].runner, share)
             if proved():
                 break
+        # second round: the best anytime method so far starts again with most of what is left when that
+        # is well above what it had (its rerun is not resumed, so it needs more to gain); the search
+        # keeps a share only while its bracket's upper end is within SEARCH_NEAR of the best bound
+        lead = leader()
+        if lead is not None and not proved():
+            first = [a for a in attempts if a["method"] == lead and "limit" in a][-1]
+            ex = outputs.get("exact-fgl")
+            keep = 0.5 if searchable and ex is not None and ex.upper <= SEARCH_NEAR * outputs[lead].upper else 0.0
+            share = (1 - keep) * left()
+            if share > RERUN_GAIN * first["limit"]:
+                attempt(lead, METHODS[lead].runner, share)
         if searchable and not proved() and left() > MIN_ATTEMPT:
             attempt("exact-fgl", quick, left())  # the rest of the budget to the search
     if not outputs:
