@@ -43,8 +43,7 @@ class BlockBound:
 def err_sums(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) with rows_i >= sum_j E_ij and cols_j >= sum_i E_ij for a nonnegative bound matrix E."""
     E = np.asarray(E, float)
-    f = 1 + 2 * gamma(max(E.shape) + 2)
-    return next_up(E.sum(axis=1) * f + TINY), next_up(E.sum(axis=0) * f + TINY)
+    return next_up(_rowsum(E, 1) + TINY), next_up(_rowsum(E, 0) + TINY)
 
 
 def chain_bound(mats: list, v: np.ndarray) -> np.ndarray:

@@ -473,6 +473,8 @@ def _pattern_interior(net: Network, slopes: list[np.ndarray], lo: np.ndarray, hi
     delta_bound proves that no x of the box realises the pattern, even on the boundary of its region.
     """
     from scipy.optimize import linprog
+    if time_limit is not None and time_limit <= MIN_RELAXATION_SECONDS:
+        return None, np.nan, np.inf
     n0 = net.widths[0]
     A, a = np.eye(n0), np.zeros(n0)
     rows, rhs = [], []
@@ -493,8 +495,6 @@ def _pattern_interior(net: Network, slopes: list[np.ndarray], lo: np.ndarray, hi
     cap = float(np.max(hi - lo)) if np.max(hi - lo) > 0 else 1.0
     cost = np.zeros(n0 + 1)
     cost[-1] = -1.0
-    if time_limit is not None and time_limit <= MIN_RELAXATION_SECONDS:
-        return None, np.nan, np.inf
     res = linprog(cost, A_ub=np.hstack([G, np.ones((G.shape[0], 1))]), b_ub=h,
                   bounds=list(zip(lo, hi)) + [(None, cap)], method="highs",
                   options={} if time_limit is None else {"time_limit": float(time_limit)})
@@ -568,18 +568,10 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
                                     proposals=16, seed=seed).point
     start = None if start_x is None else point_to_columns(model, net, c, start_x)
     cuts, nodes, rounds = [], 0, 0
-    pattern, interior = [], None
     cand = [np.atleast_2d(start_x)] if start_x is not None else []
     rng = np.random.default_rng(seed)
     while True:
         remaining = None if time_limit is None else max(1e-2, time_limit - (time.perf_counter() - t0))
-        if remaining is not None and model.A.nnz * HIGHS_SETUP_PER_NONZERO > remaining:
-            # HiGHS' MIP setup (probing, clique table) does not check the clock: a solve that cannot get
-            # past it in time is not started; the bound is the model's trivial one
-            out = {"status": "time_limit", "status_str": "not started (setup alone would exceed the time left)",
-                   "x": None, "primal": None, "dual": np.inf, "nodes": 0, "seconds": 0.0,
-                   "tols": [1e-6], "abs_gap": 0.0}
-            break
         out = _solve_highs(model, remaining, mip_gap, threads, seed, start, cuts)
         nodes += out["nodes"]
         rounds += 1
@@ -638,6 +630,12 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         raise InvalidInputError("highspy is not installed: pip install highspy") from None
     from ..solvers.base import quiet_fds
     A = model.A
+    if time_limit is not None and not relaxation and A.nnz * HIGHS_SETUP_PER_NONZERO > time_limit:
+        # HiGHS' MIP setup (probing, clique table) does not check the clock: a solve that cannot get past
+        # it in time is not started; the caller's bound is then the model's trivial one
+        return {"status": "time_limit", "status_str": "not started (setup alone would exceed the time left)",
+                "x": None, "primal": None, "dual": np.inf, "nodes": 0, "seconds": 0.0, "tols": [1e-6],
+                "abs_gap": 0.0}
     inf = highspy.kHighsInf
     t0 = time.perf_counter()
     with quiet_fds((1,)):

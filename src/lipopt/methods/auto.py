@@ -145,7 +145,7 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
         if lead is not None and not proved():
             first = [a for a in attempts if a["method"] == lead and "limit" in a][-1]
             ex = outputs.get("exact-fgl")
-            keep = 0.5 if searchable and ex is not None and ex.upper <= SEARCH_NEAR * outputs[lead].upper else 0.0
+            keep = 0.5 if ex is not None and ex.upper <= SEARCH_NEAR * outputs[lead].upper else 0.0
             share = (1 - keep) * left()
             if share > RERUN_GAIN * first["limit"]:
                 attempt(lead, METHODS[lead].runner, share)

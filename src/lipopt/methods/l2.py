@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from .. import memory
-from ..certify.block_ldl import add_bounds, block_tridiagonal_lambda_min, chain_bound, lipschitz_from_lmi
+from ..certify.block_ldl import add_bounds, block_tridiagonal_lambda_min, chain_bound, err_sums, lipschitz_from_lmi
 from ..errors import InvalidInputError, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
@@ -110,17 +110,15 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
                 # |(u + e)(u + e)^T - fl(u u^T)| <= |u||e|^T + |e||u|^T + |e||e|^T + U |u u^T|
                 su, se = float(sum_up(au)), float(sum_up(eu))
                 terms += [au * se, eu * su, eu * se, 2 * U * au * su]
-            aB = np.abs(B)      # 4 U (|B| + |B|^T): symmetric even where the float B is not
-            terms.append(4 * U * (aB.sum(axis=1) + aB.sum(axis=0)) * (1 + 2 * gamma(n + 2)))
+            rB, cB = err_sums(np.abs(B))      # 4 U (|B| + |B|^T): symmetric even where the float B is not
+            terms.append(4 * U * (rB + cB))
             rows = add_bounds(*terms)
             diag.append(B)
             derr.append(rows)
             if l >= 1:
                 O = -(tau[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
                 sub.append(O)
-                aO = np.abs(O)
-                serr.append((add_bounds(2 * gamma(4) * aO.sum(axis=1) * (1 + 2 * gamma(aO.shape[1] + 2))),
-                             add_bounds(2 * gamma(4) * aO.sum(axis=0) * (1 + 2 * gamma(aO.shape[0] + 2)))))
+                serr.append(err_sums(2 * gamma(4) * np.abs(O)))
         # block scaling S = blockdiag(2^k_l I) (exact; TINY covers underflow): lambda_min(S Z S) >= nu gives
         # xi^T Z xi >= nu sum_l ||dx_l||^2 4^-k_l, so R^2 becomes sum_l growth_l 4^-k_l; with unit pivots
         # the rounding term is relative to each block instead of to the largest one
@@ -193,7 +191,7 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     for dd, boost in starts:
         t0 = time.perf_counter()
         try:
-            tc, Fc = closed_form(dd, boost=boost, value=True)
+            tc, Fc = closed_form(dd, boost=boost)
         except SolverFailure as exc:
             failure = exc
             continue

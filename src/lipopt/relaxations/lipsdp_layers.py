@@ -210,10 +210,10 @@ def _lambda_max(K: np.ndarray) -> float:
     return float(sla.eigvalsh(K, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
 
 
-def closed_form(data: LayerData, boost: bool = True, value: bool = False):
-    """ECLipsE-Fast-style multipliers, layer by layer (rho normalised to 1); ``boost`` raises narrow-slope
-    neurons' multipliers by (m / r)^2 (at most NARROW_CAP). With ``value``: (t, F(t)), F from the sweep's
-    own last Schur complement (one factorisation instead of ``schur_value``'s second sweep)."""
+def closed_form(data: LayerData, boost: bool = True) -> tuple[list, float]:
+    """ECLipsE-Fast-style multipliers t, layer by layer (rho normalised to 1), and F(t) from the sweep's own
+    last Schur complement (one factorisation instead of ``schur_value``'s second sweep); ``boost`` raises
+    narrow-slope neurons' multipliers by (m / r)^2 (at most NARROW_CAP)."""
     d = len(data.W)
     Y = None
     t = []
@@ -251,8 +251,6 @@ def closed_form(data: LayerData, boost: bool = True, value: bool = False):
             Y = -(tl[:, None] * K * tl[None, :])
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] += tl
-    if not value:
-        return t
     cf = _chol(Y)
     return t, (math.inf if cf is None else float(data.u @ sla.cho_solve(cf, data.u, check_finite=False)))
 
