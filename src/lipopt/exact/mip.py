@@ -698,7 +698,10 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         # norm 76.10 inside the ball; its LP relaxation, solved alone, is declared infeasible): the
         # relaxation of this feasible-by-construction model must solve, else there is no bound
         left = None if time_limit is None else max(MIN_RELAXATION_SECONDS, float(time_limit) - seconds)
-        _solve_highs(model, left, mip_gap, threads, seed, None, cuts, relaxation=True)
+        check = _solve_highs(model, left, mip_gap, threads, seed, None, cuts, relaxation=True)
+        if check["status"] != "optimal":   # a check cut off by the clock has verified nothing
+            raise SolverFailure("HiGHS' warm-started MIP optimum could not be verified: its LP relaxation "
+                                "did not solve within the time left")
     x = None
     primal = None
     if info.primal_solution_status == 2:  # feasible
