@@ -15,3 +15,7 @@ class UncoveredMonomialError(InvalidInputError):
 
 class SolverFailure(LipoptError, RuntimeError):
     """The solver failed, timed out or returned no usable point; never reported as a bound."""
+
+
+class OutOfTime(SolverFailure):
+    """The time limit ran out before the method had any certified bound (more time may give one)."""

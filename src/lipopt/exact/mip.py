@@ -549,6 +549,10 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
         raise InvalidInputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if not (0 <= mip_gap < 1):
         raise InvalidInputError(f"mip_gap must be in [0, 1), got {mip_gap!r}")
+    setup = MIP_NONZEROS_PER_WEIGHT * HIGHS_SETUP_PER_NONZERO * sum(_nnz(W) for W in net.weights)
+    if time_limit is not None and setup > time_limit:  # before building a model HiGHS could not start on
+        raise SolverFailure(f"time limit: HiGHS' MIP setup alone needs about {setup:.1f} s (from the "
+                            f"weights), more than the {time_limit:.1f} s given")
     xlo, xhi = domain.bounding_box()   # outward: the MIP's x columns (sound for the upper bound)
     ilo, ihi = domain.inner_box()      # float points of the exact domain: witnesses
     if net.depth == 0:
@@ -620,7 +624,13 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
 
 HIGHS_SETUP_PER_NONZERO = 6e-7   # seconds: HiGHS' uninterruptible MIP setup, 4.6-5.8 s at 7.4 M nonzeros
                                  # (zoo mlp1024x2, l_inf ball), whatever its time_limit
+MIP_NONZEROS_PER_WEIGHT = 3.0    # a lower estimate: the encoding has about 4 nonzeros per weight (7.4 M
+                                 # for the 1.86 M weights of 784-1024x2-10)
 MIN_RELAXATION_SECONDS = 0.05   # the relaxation check after a warm-started optimum: at least this long
+
+
+def _nnz(W) -> int:
+    return int(W.nnz) if sp.issparse(W) else int(np.count_nonzero(W))
 
 
 def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cuts=(), relaxation=False):

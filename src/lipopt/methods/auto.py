@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import InvalidInputError, SolverFailure
+from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
 from ..problem import Problem
@@ -84,7 +84,8 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
             out = runner(net, vec, norm, slopes, {**opts, "time_limit": limit})
         except (InvalidInputError, SolverFailure, MemoryError) as exc:
             attempts.append({"method": name, "value": None, "seconds": time.perf_counter() - t1,
-                             "status": f"failed: {str(exc) or type(exc).__name__}"})
+                             "status": f"failed: {str(exc) or type(exc).__name__}", "limit": limit,
+                             "out_of_time": isinstance(exc, OutOfTime)})
             return None
         attempts.append({"method": name, "value": out.upper, "seconds": time.perf_counter() - t1,
                          "status": out.status, "limit": limit})
@@ -107,11 +108,18 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
         return ex.status == "optimal" or best <= lo + CLOSE_GAP * abs(lo) + ex.details.get("rounding_error", 0.0)
 
     def leader() -> str | None:
-        """The method of the best bound so far when it is anytime (and not the search): the second round's."""
+        """The method of the best bound so far when it is anytime (and not the search)."""
         if not outputs:
             return None
         lead = min(outputs, key=lambda k: (outputs[k].upper, k))
         return lead if lead != "exact-fgl" and METHODS[lead].anytime else None
+
+    def second() -> str | None:
+        """The second round's method: the first anytime method that ran out of time before it had any
+        bound (not yet judged; on wide or convolutional nets l2-weighted's certificate can miss an equal
+        share, and it is then the strongest l_inf method), else the leader."""
+        late = [a["method"] for a in attempts if a.get("out_of_time") and a["method"] not in outputs]
+        return late[0] if late else leader()
 
     if searchable:
         attempt("exact-fgl", quick, min(AUTO_FIRST_SEARCH, 0.25 * budget))
@@ -133,19 +141,23 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
                 share = max(share, min(2 * costs[name], 0.5 * left()))
             elif norm in METHODS[name].preferred:
                 share = max(share, PREFERRED_SHARE * left())
-            elif name == "exact" and leader() is not None:
+            elif name == "exact" and second() is not None:
                 share = min(share, 0.5 * left())     # half stays for the second round
             attempt(name, METHODS[name].runner, share)
             if proved():
                 break
-        # second round: the best anytime method so far starts again with most of what is left when that
-        # is well above what it had (its rerun is not resumed, so it needs more to gain); the search
+        # second round: the best anytime method so far (or one that ran out of time with no bound) starts
+        # again with most of what is left when that is well above what it had (its rerun is not resumed,
+        # so it needs more to gain); the search
         # keeps a share only while its bracket's upper end is within SEARCH_NEAR of the best bound
-        lead = leader()
+        lead = second()
         if lead is not None and not proved():
             first = [a for a in attempts if a["method"] == lead and "limit" in a][-1]
             ex = outputs.get("exact-fgl")
-            keep = 0.5 if ex is not None and ex.upper <= SEARCH_NEAR * outputs[lead].upper else 0.0
+            best = min(o.upper for o in outputs.values())
+            # a method not yet judged (out of time) gets all of it: the search has had its shares
+            near = lead in outputs and ex is not None and ex.upper <= SEARCH_NEAR * best
+            keep = 0.5 if near else 0.0
             share = (1 - keep) * left()
             if share > RERUN_GAIN * first["limit"]:
                 attempt(lead, METHODS[lead].runner, share)

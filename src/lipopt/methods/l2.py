@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import memory
 from ..certify.block_ldl import add_bounds, block_tridiagonal_lambda_min, chain_bound, err_sums, lipschitz_from_lmi
-from ..errors import InvalidInputError, SolverFailure
+from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
 from ..relaxations.lipsdp_layers import LayerData, closed_form, estimate_bytes, layer_data, refine, schur_value
@@ -53,7 +53,8 @@ def _with_deadline(net: Network, vec, slopes, mode: str, time_limit: float | Non
     ok, out = call_with_deadline(lipsdp_layers, (net, vec, slopes, mode, 0.95 * float(time_limit)),
                                  float(time_limit))
     if not ok:
-        raise SolverFailure(f"the layer-structured LipSDP did not finish: {out}")
+        kind = OutOfTime if out.startswith("time limit") else SolverFailure
+        raise kind(f"the layer-structured LipSDP did not finish: {out}")
     return out
 
 

@@ -129,11 +129,14 @@ def _propagated(net: Network, box, deadline: float | None) -> tuple[object, int]
         cols = lp.g_index if t < 0 else lp.u_index[t]
         ends = {}
         for sign in (1.0, -1.0):
-            ests = np.stack([propagate(net, box, t, sign, lam)[2] for lam in LAMBDAS])
-            pick = np.argmin(ests, axis=0)
             out = np.full(len(cols), np.inf)
-            for i, lam in enumerate(LAMBDAS):
-                Y, Z, _ = propagate(net, box, t, sign, lam)
+            mixes = []
+            for lam in LAMBDAS:  # each mix is a full backward sweep: the clock is checked between them
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                mixes.append(propagate(net, box, t, sign, lam))
+            pick = np.argmin(np.stack([m[2] for m in mixes]), axis=0) if mixes else np.zeros(0, dtype=int)
+            for i, (Y, Z, _) in enumerate(mixes):
                 for j in np.flatnonzero(pick == i):
                     if deadline is not None and time.perf_counter() >= deadline:
                         break  # the targets left keep their boxes (out = inf)
@@ -210,11 +213,15 @@ def run_lifted_lp(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
     box, tightened = _obbt(net, box, t_start + obbt) if time.perf_counter() < t_start + obbt else (box, 0)
     t_obbt = time.perf_counter() - t_start
     t0 = time.perf_counter()
+    tight = interval_bound(box, norm)  # the interval bound of the tightened box: also valid
+    if deadline is not None and t0 >= deadline:  # building the LP and HiGHS' setup do not check the clock
+        return MethodOutput(min(interval, tight), raw=None, status="time_limit", timings={"tighten": t_obbt},
+                            details={"interval_bound": interval, "tightened_interval_bound": tight,
+                                     "propagated_bounds": propagated, "obbt_lps": tightened})
     lp = lifted_lp(net, box)
     solver = _Solver(lp, deadline)
     sizes = {"rows": lp.shape[0], "columns": lp.shape[1], "nonzeros": lp.nnz}
     gi, n = lp.g_index, lp.shape[1]
-    tight = interval_bound(box, norm)  # the interval bound of the tightened box: also valid
     raw = None
     if norm in ("inf", "2"):
         a, b = chords(box.g_lo, box.g_hi, "abs" if norm == "inf" else "square")

@@ -12,8 +12,11 @@ import numpy as np
 def lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
     """L-BFGS with backtracking (Armijo); ``fun`` returns (inf, None) outside its domain, which only
     shortens the step. Stops when a step cannot decrease f, when f fell by less than ``stall`` over the
-    last ``window`` steps, after ``iters`` steps or at the deadline."""
+    last ``window`` steps, after ``iters`` steps or at the deadline (an evaluation that would end past it,
+    judged by the slowest so far, is not started)."""
+    t0 = time.perf_counter()
     f, g = fun(x)
+    cost = time.perf_counter() - t0   # the slowest evaluation so far: none is started that would end late
     S, Y, history = [], [], [f]
     if g is None:                 # the start is outside the domain: nothing to descend from
         return x, f
@@ -32,10 +35,12 @@ def lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10):
             direction, S, Y = -g, [], []
         step = 1.0 if S else min(1.0, 1.0 / max(1e-300, float(np.abs(g).max())))
         while True:
-            if deadline is not None and time.perf_counter() > deadline:
+            t0 = time.perf_counter()
+            if deadline is not None and t0 + cost > deadline:
                 return x, f
             xn = x + step * direction
             fn, gn = fun(xn)
+            cost = max(cost, time.perf_counter() - t0)
             if math.isfinite(fn) and fn <= f + 1e-4 * step * (g @ direction):
                 break
             step *= 0.5

@@ -27,6 +27,10 @@ class HighsSession:
             # no "threads" option: HiGHS has one scheduler per process, and a thread count differing from
             # the first instance's makes every later run fail (after the MIP, the session returned no duals)
             h.setOptionValue("simplex_strategy", STRATEGY)
+            # presolve does not check the clock (1.1 s past a 0.5 s limit on the 1.9 M-nonzero lifted LP of
+            # 784-1024x2-10) and is not faster there (its first solve: > 20 s with presolve, 14.3 s without);
+            # later objectives warm-start from the basis, where presolve is not run anyway
+            h.setOptionValue("presolve", "off")
             model = highspy.HighsLp()
             model.num_col_, model.num_row_ = A.shape[1], A.shape[0]
             model.col_cost_ = np.zeros(A.shape[1])
