@@ -331,3 +331,31 @@ def test_best_witness_moves_off_a_kink():
     w = best_witness(net, np.ones(1), "inf", np.zeros((1, 1)), dom, values=np.array([1.0]))
     assert w.certain and w.point[0] != 0.0 and dom.contains_exact(w.point)
     assert w.value == (1.0 if w.point[0] > 0 else 0.0)
+
+
+def test_ascent_escalation_keeps_a_valid_best_and_is_deterministic(monkeypatch):
+    """The escalation rounds (more samples and restarts, fresh seeds) never lose the first pass's
+    value, report a witness inside the domain, repeat exactly, and stop when a round gains little."""
+    import lipopt.baselines.ascent as ascent
+    rng = np.random.default_rng(7)
+    for trial in range(4):
+        widths = [6] + [12] * 5 + [1]
+        net = random_net(rng, widths, ["relu", "leaky_relu"][trial % 2])
+        c = np.ones(1)
+        dom = Ball(rng.standard_normal(6), 0.5, "inf")
+        a = ascent_lower_bound(net, c, "inf", dom, samples=256, seed=trial)
+        assert_valid_witness(net, c, "inf", dom, a.value, a.point)
+        b = ascent_lower_bound(net, c, "inf", dom, samples=256, seed=trial)
+        assert (a.value, a.evaluations) == (b.value, b.evaluations)
+        np.testing.assert_array_equal(a.point, b.point)
+        monkeypatch.setattr(ascent, "ESCALATION_EFFORT", 0.0)
+        first = ascent_lower_bound(net, c, "inf", dom, samples=256, seed=trial)
+        monkeypatch.undo()
+        assert a.value >= first.value and a.evaluations > first.evaluations
+    shallow = random_net(rng, [2, 3, 1], "relu")   # the first pass finds the maximum: one round more
+    dom = Ball(np.zeros(2), 1.0, "inf")
+    monkeypatch.setattr(ascent, "ESCALATION_EFFORT", 0.0)
+    first = ascent_lower_bound(shallow, np.ones(1), "inf", dom, samples=256)
+    monkeypatch.undo()
+    a = ascent_lower_bound(shallow, np.ones(1), "inf", dom, samples=256)
+    assert a.value == first.value and a.evaluations <= 4 * first.evaluations
