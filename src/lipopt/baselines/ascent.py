@@ -96,12 +96,14 @@ def _past(deadline) -> bool:
 def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=None, samples: int = 4096,
                        seed: int = 0, patterns=(), deadline: float | None = None) -> LocalLowerBound:
     """The best of: projected local search from seeded restarts (inside ``domain``, or globally in
-    boxes [-R, R]^n for R in GLOBAL_SCALES), and each activation pattern in ``patterns`` (e.g. the
-    FGL's maximiser) realised by an LP (baselines.patterns). Every candidate is re-evaluated as
+    boxes [-R, R]^n for R in GLOBAL_SCALES), each activation pattern in ``patterns`` (e.g. the FGL's
+    maximiser) realised by an LP (baselines.patterns), a walk over single-neuron flips from the best
+    of these (baselines.pattern_walk, piecewise-linear nets), and escalation rounds. Every candidate is re-evaluated as
     ||grad c^T f(x)||_q at a point x exactly in the domain with a certain activation pattern
     (baselines.witness), so the result is a valid lower bound."""
     from ..domain import Box
-    from .patterns import realise_pattern
+    from .pattern_walk import pattern_walk
+    from .patterns import realisable, realise_pattern
     n0 = net.widths[0]
     boxes = [domain] if domain is not None else [Box(np.full(n0, -r), np.full(n0, r)) for r in GLOBAL_SCALES]
     per = max(1, samples // len(boxes))
@@ -112,13 +114,21 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
         runs.append(local_lower_bound(net, c, box, norm, samples=per, seed=seed + i, deadline=deadline))
     best = max(runs, key=lambda r: r.value)
     evals = sum(r.evaluations for r in runs)
-    best, evals = _escalate(net, c, norm, boxes, per, seed, best, evals, deadline)
     for pattern in patterns:
         if _past(deadline):
             break
         r = realise_pattern(net, c, pattern, norm, domain, deadline=deadline)
         if r is not None and r.value > best.value:
             best = LocalLowerBound(r.value, r.point, evals)
+    if realisable(net) and best.point is not None and best.value > 0 and not _past(deadline):
+        # the largest box holds every global candidate
+        walk_in = domain if domain is not None else boxes[-1]
+        pts, vals = pattern_walk(net, c, norm, walk_in, best.point, best.value, deadline=deadline)
+        if vals.size and vals.max() > best.value:
+            w = best_witness(net, c, norm, pts, walk_in, values=vals, seed=seed)
+            if w.value > best.value:
+                best = LocalLowerBound(w.value, w.point, evals)
+    best, evals = _escalate(net, c, norm, boxes, per, seed, best, evals, deadline)
     return LocalLowerBound(best.value, best.point, evals)
 
 
