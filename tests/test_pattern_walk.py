@@ -69,3 +69,29 @@ def test_walk_points_are_in_the_domain_and_values_are_their_gradient_norms():
         assert vals.max() > start.value
         assert np.all(np.diff(vals) > 0)          # every move raises the value
     assert moved >= 6                             # from a weak start the walk nearly always moves
+
+
+def test_walk_drops_overflowing_crossings(monkeypatch):
+    """A nearly flat row puts its hyperplane crossing at an overflowing distance (inf * 0 = NaN in the
+    step; forced here by an infinite step multiple): the walk drops such points before any arithmetic
+    on them (no floating-point warning), returns finite points, and still moves."""
+    import warnings
+
+    import lipopt.baselines.pattern_walk as walk
+    monkeypatch.setattr(walk, "CROSSING_STEPS", np.array([np.inf, 1.001, 2.0]))
+    rng = np.random.default_rng(9)
+    moved = 0
+    for trial in range(6):
+        Ws = [rng.standard_normal((8, 3)), rng.standard_normal((8, 8)), rng.standard_normal((1, 8))]
+        Ws[0][:, 1] = 0.0                  # every first-layer step has a zero coordinate: inf * 0
+        net = build_network(Ws, [0.5 * rng.standard_normal(8), 0.5 * rng.standard_normal(8), np.zeros(1)],
+                            ["relu", "relu"])
+        dom = Box(np.full(3, -1.0), np.full(3, 1.0))
+        start = local_lower_bound(net, np.ones(1), dom, "inf", samples=4, restarts=1, steps=0, seed=trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            pts, vals = pattern_walk(net, np.ones(1), "inf", dom, start.point, start.value)
+        assert np.all(np.isfinite(pts)) and np.all(np.isfinite(vals))
+        assert np.all(dom.contains_exact(pts))
+        moved += vals.size > 0
+    assert moved >= 3

@@ -84,11 +84,14 @@ def _flips(net, norm, z, s, jac, back, g, cur):
 
 
 def _crossings(x, z, jac, flips):
+    """x + t u for each flip: u = -sign(z_lj) a_l[j], t = CROSSING_STEPS x the distance |z_lj| / ||a||^2
+    (may overflow on a nearly flat row: ``_evaluate`` drops what is not finite)."""
     pts = []
-    for _, l, j in flips:
-        a = jac[l][j]
-        t = abs(z[l][j]) / max(float(a @ a), 1e-300)
-        pts.append(x[None, :] + (CROSSING_STEPS * t)[:, None] * (-np.sign(z[l][j]) * a)[None, :])
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _, l, j in flips:
+            a = jac[l][j]
+            t = abs(z[l][j]) / max(float(a @ a), 1e-300)
+            pts.append(x[None, :] + (CROSSING_STEPS * t)[:, None] * (-np.sign(z[l][j]) * a)[None, :])
     return np.vstack(pts)
 
 
@@ -134,6 +137,18 @@ def _lp_move(net: Network, x, z, s, flip, lo, hi, deadline):
     return pts
 
 
+def _evaluate(net: Network, c, norm: str, domain, pts):
+    """The finite candidate points projected into the domain, and their gradient norms (NaN -> -inf):
+    a crossing along a nearly flat row can overflow."""
+    with np.errstate(all="ignore"):
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if pts.shape[0] == 0:
+            return pts, np.empty(0)
+        pts = np.atleast_2d(domain.project(pts))
+        vals = dual_norm(net.gradient(pts, c), norm)
+    return pts, np.where(np.isfinite(vals), vals, -np.inf)
+
+
 def pattern_walk(net: Network, c, norm: str, domain, x, value: float, deadline=None, max_steps: int = 200):
     """(best points found, their values) walking from x (value = its gradient norm) over single-neuron
     flips predicted to raise ||grad c^T f||_q; stops when no flip helps, at ``deadline`` or after
@@ -151,10 +166,8 @@ def pattern_walk(net: Network, c, norm: str, domain, x, value: float, deadline=N
         flips = _flips(net, norm, z, s, jac, back, g, cur)
         if not flips:
             break
-        pts = np.atleast_2d(domain.project(_crossings(x, z, jac, flips)))
-        vals = dual_norm(net.gradient(pts, c), norm)
-        k = int(np.argmax(vals))
-        if vals[k] <= cur:
+        pts, vals = _evaluate(net, c, norm, domain, _crossings(x, z, jac, flips))
+        if vals.size == 0 or vals.max() <= cur:
             pts, vals = np.empty((0, x.shape[0])), np.empty(0)
             for flip in flips[:LP_CANDIDATES]:
                 if _past(deadline) or lp_moves >= MAX_LP_MOVES:
@@ -163,14 +176,13 @@ def pattern_walk(net: Network, c, norm: str, domain, x, value: float, deadline=N
                 cand = _lp_move(net, x, z, s, flip, lo, hi, deadline)
                 if not cand:
                     continue
-                cp = np.atleast_2d(domain.project(np.vstack(cand)))
-                cv = dual_norm(net.gradient(cp, c), norm)
+                cp, cv = _evaluate(net, c, norm, domain, np.vstack(cand))
                 pts, vals = np.vstack([pts, cp]), np.concatenate([vals, cv])
-                if cv.max() > cur:
+                if cv.size and cv.max() > cur:
                     break
             if vals.size == 0 or vals.max() <= cur:
                 break
-            k = int(np.argmax(vals))
+        k = int(np.argmax(vals))
         x, cur = pts[k].copy(), float(vals[k])
         best_x.append(x)
         best_v.append(cur)
