@@ -102,7 +102,6 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     ||grad c^T f(x)||_q at a point x exactly in the domain with a certain activation pattern
     (baselines.witness), so the result is a valid lower bound."""
     from ..domain import Box
-    from .pattern_walk import pattern_walk
     from .patterns import realisable, realise_pattern
     n0 = net.widths[0]
     boxes = [domain] if domain is not None else [Box(np.full(n0, -r), np.full(n0, r)) for r in GLOBAL_SCALES]
@@ -120,15 +119,11 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
         r = realise_pattern(net, c, pattern, norm, domain, deadline=deadline)
         if r is not None and r.value > best.value:
             best = LocalLowerBound(r.value, r.point, evals)
-    if realisable(net) and best.point is not None and best.value > 0 and not _past(deadline):
-        # the largest box holds every global candidate
-        walk_in = domain if domain is not None else boxes[-1]
-        pts, vals = pattern_walk(net, c, norm, walk_in, best.point, best.value, deadline=deadline)
-        if vals.size and vals.max() > best.value:
-            w = best_witness(net, c, norm, pts, walk_in, values=vals, seed=seed)
-            if w.value > best.value:
-                best = LocalLowerBound(w.value, w.point, evals)
-    best, evals = _escalate(net, c, norm, boxes, per, seed, best, evals, deadline)
+    walk_in = domain if domain is not None else boxes[-1]   # the largest box holds every global candidate
+    walk = (lambda start: _walk(net, c, norm, walk_in, start, seed, deadline)) if realisable(net) else None
+    if walk is not None:
+        best = max(best, walk(best), key=lambda r: r.value)
+    best, evals = _escalate(net, c, norm, boxes, per, seed, best, evals, deadline, walk)
     return LocalLowerBound(best.value, best.point, evals)
 
 
@@ -137,19 +132,34 @@ ESCALATION_GAIN = 0.01     # a round that improves the best value by less than t
 MAX_SAMPLES, MAX_RESTARTS = 16384, 128
 
 
+def _walk(net: Network, c, norm: str, domain, start: LocalLowerBound, seed: int, deadline) -> LocalLowerBound:
+    """The best validated point of a pattern walk from ``start`` (``start`` itself if none is better)."""
+    from .pattern_walk import pattern_walk
+    if start.point is None or not start.value > 0 or _past(deadline):
+        return start
+    pts, vals = pattern_walk(net, c, norm, domain, start.point, start.value, deadline=deadline)
+    if vals.size and vals.max() > start.value:
+        w = best_witness(net, c, norm, pts, domain, values=vals, seed=seed)
+        if w.value > start.value:
+            return LocalLowerBound(w.value, w.point, start.evaluations)
+    return start
+
+
 def _escalate(net: Network, c, norm: str, boxes, per: int, seed: int, best: LocalLowerBound, evals: int,
-              deadline) -> tuple[LocalLowerBound, int]:
+              deadline, walk=None) -> tuple[LocalLowerBound, int]:
     """Rounds k = 1, 2, ... of the same search with 2^k times the samples and 8 * 2^k restarts (capped)
     and fresh seeds, while the previous round raised the best value by ESCALATION_GAIN or more, the
     effort stays under ESCALATION_EFFORT and the deadline allows. On deep nets the first pass is far
     from the maximum (digits 64-32x6-10, l_inf ball r = 0.1: 177 at 4096 samples, 8 restarts; 329 with
     more restarts) and more restarts help where longer searches do not. Deterministic given the seed
-    unless the deadline cuts a round."""
+    unless the deadline cuts a round. ``walk`` (if given) continues from each round's best start: walks
+    from different starts end in different regions."""
     weights = net.n_params
     gain, k = np.inf, 0
     while gain >= ESCALATION_GAIN and evals * weights < ESCALATION_EFFORT and not _past(deadline):
         k += 1
         before = best.value
+        round_best = None
         for i, box in enumerate(boxes):
             if _past(deadline):
                 break
@@ -157,7 +167,11 @@ def _escalate(net: Network, c, norm: str, boxes, per: int, seed: int, best: Loca
                                     restarts=min(8 << k, MAX_RESTARTS), seed=seed + 1000 * k + i,
                                     deadline=deadline)
             evals += run.evaluations
-            if run.value > best.value:
-                best = run
+            if round_best is None or run.value > round_best.value:
+                round_best = run
+        if round_best is not None and walk is not None:
+            round_best = walk(round_best)
+        if round_best is not None and round_best.value > best.value:
+            best = round_best
         gain = (best.value - before) / before if before > 0 else (np.inf if best.value > 0 else 0.0)
     return LocalLowerBound(best.value, best.point, evals), evals
