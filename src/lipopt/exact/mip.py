@@ -568,8 +568,9 @@ def exact_lipschitz_mip(net: Network, c, domain, norm: str = "inf", time_limit: 
     start_x = None
     if warm_start:
         from ..baselines.ascent import local_lower_bound
-        start_x = local_lower_bound(net, c, domain, norm, samples=256, restarts=4, steps=15,
-                                    proposals=16, seed=seed).point
+        # at most a fifth of the budget: the search is what the time is for
+        start_x = local_lower_bound(net, c, domain, norm, samples=256, restarts=4, steps=15, proposals=16,
+                                    seed=seed, deadline=None if time_limit is None else t0 + 0.2 * time_limit).point
     start = None if start_x is None else point_to_columns(model, net, c, start_x)
     cuts, nodes, rounds = [], 0, 0
     cand = [np.atleast_2d(start_x)] if start_x is not None else []
