@@ -65,7 +65,7 @@ def _check(seeds, make=None):
 
 
 def test_graph_l2_never_below_enumerated_fgl():
-    _check(range(20))       # 200 more in the slow test
+    _check(range(10))       # 200 more in the slow test
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def _residual_or_dag(s):
 
 
 def test_lifted_graphs_never_below_enumerated_fgl():
-    _check(range(20), _residual_or_dag)      # 300 more in the slow test
+    _check(range(10), _residual_or_dag)      # 300 more in the slow test
 
 
 @pytest.mark.slow

@@ -96,6 +96,7 @@ def test_graphs_with_an_activated_tail():
             assert ub >= fgl, (seed, norm, ub, fgl)
 
 
+@pytest.mark.slow   # a zoo model end to end (~18 s): with the slow tests, which CI runs too
 def test_deep_mlp_global_far_below_the_lifted_lp():
     # the zoo's 784-128x4-10: the lifted LP gave 4,777-6,059 globally in l_inf (x18-26 the lower bound)
     from lipopt.datasets import zoo_model_path

@@ -3,6 +3,7 @@ around test image 0, margin 4 - 9) infeasible although a real input satisfies it
 start the run ended "optimal" at 107.62, below a certified witness of gradient norm 109.79. The MIP's
 upper end must never fall below a certified lower bound of the same function and domain."""
 import numpy as np
+import pytest
 
 import lipopt
 from lipopt.datasets import mnist_test, zoo_model_path
@@ -31,6 +32,7 @@ def test_mip_upper_never_below_a_certified_witness():
     assert res.upper_bound >= low.lower_bound * (1 - 1e-9)
 
 
+@pytest.mark.slow   # a zoo model end to end (~30 s): with the slow tests, which CI runs too
 def test_warm_started_optimum_needs_a_solvable_relaxation():
     # zoo mlp64, l_inf ball r = 0.01 around test image 0, margin 4 - 9: HiGHS declares the model's LP
     # relaxation infeasible (numerical trouble, presolve off) and, warm-started, ended "optimal" at the
