@@ -122,9 +122,8 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     walk_in = domain if domain is not None else boxes[-1]   # the largest box holds every global candidate
     walk = (lambda start: _walk(net, c, norm, walk_in, start, seed, deadline)) if realisable(net) else None
     if walk is not None:
-        best = max(best, walk(best), key=lambda r: r.value)
-    best, evals = _escalate(net, c, norm, boxes, per, seed, best, evals, deadline, walk)
-    return LocalLowerBound(best.value, best.point, evals)
+        best = walk(best)
+    return _escalate(net, c, norm, boxes, per, seed, best, evals, deadline, walk)
 
 
 ESCALATION_EFFORT = 1e10   # weight multiply-adds (evaluations x weights) the escalation rounds may spend
@@ -146,7 +145,7 @@ def _walk(net: Network, c, norm: str, domain, start: LocalLowerBound, seed: int,
 
 
 def _escalate(net: Network, c, norm: str, boxes, per: int, seed: int, best: LocalLowerBound, evals: int,
-              deadline, walk=None) -> tuple[LocalLowerBound, int]:
+              deadline, walk=None) -> LocalLowerBound:
     """Rounds k = 1, 2, ... of the same search with 2^k times the samples and 8 * 2^k restarts (capped)
     and fresh seeds, while the previous round raised the best value by ESCALATION_GAIN or more, the
     effort stays under ESCALATION_EFFORT and the deadline allows. On deep nets the first pass is far
@@ -174,4 +173,4 @@ def _escalate(net: Network, c, norm: str, boxes, per: int, seed: int, best: Loca
         if round_best is not None and round_best.value > best.value:
             best = round_best
         gain = (best.value - before) / before if before > 0 else (np.inf if best.value > 0 else 0.0)
-    return LocalLowerBound(best.value, best.point, evals), evals
+    return LocalLowerBound(best.value, best.point, evals)

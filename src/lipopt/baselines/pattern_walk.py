@@ -24,6 +24,8 @@ from scipy.optimize import linprog
 from ..exact.enumerate import dual_norm
 from ..model.activations import derivative
 from ..model.network import Network
+from .ascent import _past
+from .patterns import MAX_DENSE, region_affine
 
 CROSSING_STEPS = np.array([0.25, 0.5, 0.9, 1.001, 1.05, 1.3, 2.0, 4.0, 8.0, 16.0, 64.0])
 CANDIDATES = 32       # flips tried per step as crossings
@@ -32,23 +34,6 @@ MAX_LP_MOVES = 96     # LP moves per walk: the walk's cost stays bounded where i
 NEAR_ROWS = 64        # rows of the LP before row generation
 LP_ROUNDS = 4
 MARGIN = 1e-7
-MAX_DENSE = 4_000_000  # entries of the Jacobians sum_l n_l x n_0
-
-
-def _past(deadline) -> bool:
-    return deadline is not None and time.perf_counter() > deadline
-
-
-def _affine(net: Network, s):
-    """Per hidden layer (A_l, a_l) with z_l = A_l x + a_l on the region of the slopes s (h = s * z
-    there: both ReLU and leaky ReLU pass through the origin)."""
-    A, a = net.weights[0].toarray(), np.asarray(net.biases[0], dtype=np.float64)
-    out = []
-    for l in range(net.depth):
-        out.append((A, a))
-        W = net.weights[l + 1]
-        A, a = W @ (s[l][:, None] * A), W @ (s[l] * a) + net.biases[l + 1]
-    return out, A
 
 
 def _jacobians(net: Network, c, x):
@@ -57,7 +42,7 @@ def _jacobians(net: Network, c, x):
     _, zs = net.forward_with_preactivations(x[None, :])
     z = [v[0] for v in zs]
     s = [derivative(act, v) for act, v in zip(net.activations, z)]
-    aff, A_out = _affine(net, s)
+    aff, A_out = region_affine(net, s)
     g = c @ A_out
     back, b = [None] * net.depth, c @ net.weights[-1].toarray()
     for l in reversed(range(net.depth)):
@@ -103,7 +88,7 @@ def _lp_move(net: Network, x, z, s, flip, lo, hi, deadline):
     n0 = x.shape[0]
     s = [v.copy() for v in s]
     s[l0][j0] = _across(net.activations[l0], z[l0][j0:j0 + 1])[0]
-    aff, _ = _affine(net, s)
+    aff, _ = region_affine(net, s)
     rows_A = np.vstack([A for A, _ in aff])
     offs = np.concatenate([a for _, a in aff])
     zc = np.concatenate(z)
@@ -113,6 +98,7 @@ def _lp_move(net: Network, x, z, s, flip, lo, hi, deadline):
     nrm = np.maximum(np.linalg.norm(rows_A, axis=1), 1e-300)
     dist = np.abs(zc) / nrm
     active = set(np.argsort(dist)[:NEAR_ROWS].tolist()) | {k0}
+    bounds = list(zip(np.zeros(n0), np.maximum(hi - x, 0))) + list(zip(np.zeros(n0), np.maximum(x - lo, 0)))
     pts = []
     for _ in range(LP_ROUNDS):
         left = None if deadline is None else deadline - time.perf_counter()
@@ -122,7 +108,6 @@ def _lp_move(net: Network, x, z, s, flip, lo, hi, deadline):
         # sign*(A (x + p - m) + off) >= MARGIN*||A||  <=>  -sign*A p + sign*A m <= sign*(A x + off) - MARGIN*||A||
         SA = sign[S, None] * rows_A[S]
         b_ub = sign[S] * (rows_A[S] @ x + offs[S]) - MARGIN * nrm[S]
-        bounds = list(zip(np.zeros(n0), np.maximum(hi - x, 0))) + list(zip(np.zeros(n0), np.maximum(x - lo, 0)))
         res = linprog(np.ones(2 * n0), A_ub=np.hstack([-SA, SA]), b_ub=b_ub, bounds=bounds, method="highs",
                       options={} if left is None else {"time_limit": left})
         if res.x is None or res.status != 0:

@@ -28,6 +28,7 @@ from .witness import best_witness
 
 PIECEWISE_LINEAR = ("relu", "leaky_relu")
 GLOBAL_RADIUS = 1e3  # global search keeps x in [-R, R]^n so the LP stays bounded and well scaled
+MAX_DENSE = 4_000_000  # entries of the dense affine maps sum_l n_l x n_0 a pattern's region may need
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,22 @@ def realisable(net: Network) -> bool:
     return all(a.name in PIECEWISE_LINEAR for a in net.activations)
 
 
+def region_affine(net: Network, pattern) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Per hidden layer (A_l, a_l) with z_l = A_l x + a_l on the region of ``pattern`` (derivative values
+    per hidden layer; h = s * z there, as ReLU and leaky ReLU pass through the origin), and the output
+    map's dense matrix A_d (its offset is not needed)."""
+    A, a = net.weights[0].toarray(), np.asarray(net.biases[0], dtype=np.float64)
+    out = []
+    for l in range(net.depth):
+        out.append((A, a))
+        s = np.asarray(pattern[l], dtype=np.float64)
+        W = net.weights[l + 1]
+        A, a = W @ (s[:, None] * A), W @ (s * a) + net.biases[l + 1]
+    return out, A
+
+
 def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm: str = "inf",
-                    domain=None, max_dense: int = 4_000_000, deadline: float | None = None) -> RealisedPattern | None:
+                    domain=None, max_dense: int = MAX_DENSE, deadline: float | None = None) -> RealisedPattern | None:
     """Search x in ``domain`` (a Box/Ball's bounding box, or [-R, R]^n globally) whose activation
     pattern is ``pattern`` (derivative values per hidden layer, e.g. the FGL witness). Returns None when
     the network is not piecewise linear or the dense affine maps would exceed ``max_dense`` entries, or
@@ -55,19 +70,14 @@ def realise_pattern(net: Network, c: np.ndarray, pattern: list[np.ndarray], norm
     if sum(net.widths[1:-1]) * n0 > max_dense:
         return None
     rows, rhs = [], []
-    A = np.eye(n0)
-    a = np.zeros(n0)
-    for l in range(net.depth):
-        A, a = net.weights[l] @ A, net.weights[l] @ a + net.biases[l]
-        s = np.asarray(pattern[l], dtype=np.float64)
-        active = _active(s, net.activations[l])
+    for l, (A, a) in enumerate(region_affine(net, pattern)[0]):
+        active = _active(np.asarray(pattern[l], dtype=np.float64), net.activations[l])
         sign = np.where(active, 1.0, -1.0)
         nrm = np.linalg.norm(A, axis=1)
         keep = nrm > 0
         # sign * (A x + a) / ||A|| >= delta   <=>   -sign * A x / ||A|| + delta <= sign * a / ||A||
         rows.append(np.hstack([-(sign / np.where(keep, nrm, 1))[keep, None] * A[keep], np.ones((keep.sum(), 1))]))
         rhs.append((sign * a / np.where(keep, nrm, 1))[keep])
-        A, a = A * s[:, None], a * s
     if domain is None:
         lo, hi = np.full(n0, -GLOBAL_RADIUS), np.full(n0, GLOBAL_RADIUS)
     else:
