@@ -12,7 +12,8 @@ from helpers import small_network
 import lipopt
 from lipopt import upper_bound
 from lipopt.baselines.product import product_bound
-from lipopt.certify.block_ldl import block_tridiagonal_lambda_min, err_sums
+from lipopt.certify.block_chol import block_cholesky_lambda_min
+from lipopt.certify.row_sums import err_sums
 from lipopt.domain import Ball, Box, local_slopes
 from lipopt.errors import InvalidInputError
 from lipopt.exact.enumerate import exact_fgl
@@ -179,7 +180,7 @@ def test_dead_layer_gives_zero_and_refusals():
         lipsdp_layers(net, c, mode="nope")
 
 
-def test_block_ldl_certificate_matches_dense_lambda_min():
+def test_block_cholesky_certificate_matches_dense_lambda_min():
     rng = np.random.default_rng(0)
     sizes = [4, 3, 5]
     for shift in (-0.5, 0.0, 0.5):
@@ -197,15 +198,15 @@ def test_block_ldl_certificate_matches_dense_lambda_min():
         lam = np.linalg.eigvalsh(Z)[0]
         diag = [Z[off[i]:off[i + 1], off[i]:off[i + 1]] for i in range(3)]
         sub = [Z[off[i]:off[i + 1], off[i - 1]:off[i]] for i in (1, 2)]
-        bb = block_tridiagonal_lambda_min(diag, [err_sums(np.zeros_like(D)) for D in diag], sub,
-                                          [err_sums(np.zeros_like(S)) for S in sub])
+        bb = block_cholesky_lambda_min(diag, [err_sums(np.zeros_like(D)) for D in diag], sub,
+                                       [err_sums(np.zeros_like(S)) for S in sub])
         assert bb.nu <= lam + 1e-12
         if lam > 0:
             assert bb.nu >= -1e-10      # a definite matrix is certified up to rounding
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_block_ldl_covers_data_errors_given_as_row_and_column_sums(seed):
+def test_block_cholesky_covers_data_errors_given_as_row_and_column_sums(seed):
     # the float blocks differ from the exact Z by asymmetric perturbations within asymmetric bounds E (given
     # to the certificate as row / column sums only), and by a diagonal push that hides Z's smallest
     # eigenvalue from the float data: the bound must stay below lambda_min of the exact Z, and must not
@@ -232,8 +233,8 @@ def test_block_ldl_covers_data_errors_given_as_row_and_column_sums(seed):
     F = Z + P
     blocks = lambda M, i, j: M[off[i]:off[i + 1], off[j]:off[j + 1]]
     k = range(len(sizes))
-    bb = block_tridiagonal_lambda_min([blocks(F, i, i) for i in k], [err_sums(blocks(E, i, i)) for i in k],
-                                      [blocks(F, i, i - 1) for i in k[1:]], [err_sums(blocks(E, i, i - 1)) for i in k[1:]])
+    bb = block_cholesky_lambda_min([blocks(F, i, i) for i in k], [err_sums(blocks(E, i, i)) for i in k],
+                                   [blocks(F, i, i - 1) for i in k[1:]], [err_sums(blocks(E, i, i - 1)) for i in k[1:]])
     assert bb.nu <= lam + 1e-13
     # ignoring the errors would certify the float data's larger lambda_min
     assert np.linalg.eigvalsh(0.5 * (F + F.T))[0] > lam or scale < 1e-5
@@ -281,3 +282,41 @@ def test_time_limit_kills_the_dense_factorisations():
     # a refusal raised inside the child keeps its type
     with pytest.raises(InvalidInputError):
         _with_deadline(net, c, None, "nope", 300.0)
+
+
+def _integer_block_gram(rng, sizes):
+    """Z = M M^T for a block lower-bidiagonal integer M with two equal rows: block tridiagonal, every entry
+    an exact float, lambda_min(Z) = 0 exactly (the float data is the exact matrix)."""
+    n = int(sum(sizes))
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    M = np.zeros((n, n))
+    for i in range(len(sizes)):
+        M[off[i]:off[i + 1], off[i]:off[i + 1]] = rng.integers(-3, 4, size=(sizes[i], sizes[i]))
+        if i:
+            M[off[i]:off[i + 1], off[i - 1]:off[i]] = rng.integers(-3, 4, size=(sizes[i], sizes[i - 1]))
+    M[off[-1] - 1] = 0.0
+    M[off[-1] - 1, off[-3]:off[-1]] = M[off[-1] - 2, off[-3]:off[-1]]      # two equal rows in the last block row
+    return M @ M.T, off
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_cholesky_exact_on_singular_integer_matrices(seed):
+    # lambda_min(Z + s I) = s exactly: the bound must never exceed it, whatever the sign of s and however
+    # close to 0 (the float Cholesky of a singular Z may well succeed), and must prove a positive s
+    rng = np.random.default_rng(seed)
+    sizes = [int(x) for x in rng.integers(8, 40, size=rng.integers(2, 5))]
+    Z, off = _integer_block_gram(rng, sizes)
+    assert np.array_equal(Z, Z.T) and np.abs(Z).max() < 2 ** 12
+    k = range(len(sizes))
+    for s in (-2.0 ** -10, -2.0 ** -30, -2.0 ** -38, 0.0, 2.0 ** -38, 2.0 ** -20, 2.0 ** -4):
+        Zs = Z + s * np.eye(len(Z))
+        assert np.array_equal(Zs - Z, s * np.eye(len(Z)))     # the shift is exact
+        bb = block_cholesky_lambda_min([Zs[off[i]:off[i + 1], off[i]:off[i + 1]].copy() for i in k],
+                                       [err_sums(np.zeros((a, a))) for a in sizes],
+                                       [Zs[off[i]:off[i + 1], off[i - 1]:off[i]].copy() for i in k[1:]],
+                                       [err_sums(np.zeros((sizes[i], sizes[i - 1]))) for i in k[1:]])
+        assert bb.nu <= s
+        if s >= 2.0 ** -20:
+            # proved up to rounding (the shifts that absorb it are picked before the next block's share is
+            # known, so nu may end a few ulps of ||Z|| below 0: LipSDP's R^2 argument pays that)
+            assert bb.nu >= -1e-12 * np.abs(Z).max() * len(Z)

@@ -1,5 +1,5 @@
 """Layer-structured l2 methods: feasible points of the LipSDP-Neuron LMI found layer by layer
-(closed form, or refined by L-BFGS) and certified here by a rigorous block LDL^T bound (certify.block_ldl); the LMI blocks, the recursion and the
+(closed form, or refined by L-BFGS) and certified here by a rigorous shifted block Cholesky bound (certify.block_chol); the LMI blocks, the recursion and the
 multiplier search are in relaxations.lipsdp_layers."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from .. import memory
-from ..certify.block_ldl import add_bounds, block_tridiagonal_lambda_min, chain_bound, err_sums, lipschitz_from_lmi
+from ..certify.block_chol import block_cholesky_lambda_min
+from ..certify.row_sums import add_bounds, chain_bound, err_sums, lipschitz_from_lmi
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
@@ -34,7 +35,7 @@ def _run(mode):
         return _sdp_output(r)
     run.__name__ = f"run_l2_{mode}"
     run.__doc__ = (f"Layer-structured LipSDP-Neuron ({mode}): multipliers by sequential Schur complements, "
-                   "bound certified by a rigorous block LDL^T lambda_min bound.")
+                   "bound certified by a rigorous shifted block Cholesky lambda_min bound.")
     return run
 
 
@@ -129,7 +130,7 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
         sub = [np.ldexp(O, k[l + 1] + k[l]) for l, O in enumerate(sub)]
         serr = [tuple(next_up(np.ldexp(e, k[l + 1] + k[l]) + TINY) for e in E) for l, E in enumerate(serr)]
         R2s = sum_up([up(math.ldexp(g, -2 * kl)) for g, kl in zip(data.growth, k)])
-        bb = block_tridiagonal_lambda_min(diag, derr, sub, serr)
+        bb = block_cholesky_lambda_min(diag, derr, sub, serr)
         rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
         info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
                 "residual": bb.residual, "margin": margin}

@@ -164,7 +164,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("l2-fast", "LipSDP-Neuron layers, closed form",
            Capabilities(norms=frozenset({"2"}), depths=(1, None), layers=GRAPH_LAYERS, check=tail_check),
            graph_aware(normalised(run_l2_fast), graph_l2_runner("fast")),
-           cite="ECLipsE-Fast (Xu & Sivaranjani 2024) multipliers, block LDL^T certificate",
+           cite="ECLipsE-Fast (Xu & Sivaranjani 2024) multipliers, shifted block Cholesky certificate",
            estimate=l2_estimate, precheck=l2_precheck),
     Method("l2-opt", "LipSDP-Neuron layers, refined",
            Capabilities(norms=frozenset({"2"}), depths=(1, None), layers=GRAPH_LAYERS, check=tail_check),

@@ -17,7 +17,7 @@ log-det barrier path first (log F is convex in t; plain descent stalls at the bo
 region). Local slope boxes also try the superset box [0, b] (a LipSDP LMI of its own, certified as such).
 Neurons with slope box [0, 0] output dx = 0 exactly and are removed first (the LMI of the remaining
 coordinates is the restriction of the feasible set). The float value F is never returned: the bound is
-``certify.block_ldl`` on S Z(rho, rho t) S (S: exact power-of-two block scaling) with rho slightly above F,
+``certify.block_chol`` on S Z(rho, rho t) S (S: exact power-of-two block scaling) with rho slightly above F,
 then rho + max(0, -nu) sum_l growth_l / s_l^2, lipsdp's R^2 argument per block.
 """
 from __future__ import annotations
