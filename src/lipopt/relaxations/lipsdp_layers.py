@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
@@ -55,6 +56,24 @@ class LayerData:
     growth: tuple      # growth[l] >= ||dx_l||^2 / ||dx_0||^2 (growth[0] = 1); R2 >= their sum
     kept: list         # indices kept per hidden layer
     K0: np.ndarray | None = None   # W_0 W_0^T: layer 1 works in n_1 x n_1 matrices only (see _first_q)
+    Ws: list | None = None         # W[l] as CSR where it is sparse (conv layers), else None: cheaper products
+
+
+SPARSE_DENSITY = 0.1      # products with W use its CSR copy below this fill
+
+
+def times_w(data: LayerData, l: int, X: np.ndarray) -> np.ndarray:
+    """W[l] @ X for a dense X (through the CSR copy when W[l] is sparse)."""
+    Ws = data.Ws[l] if data.Ws else None
+    return np.asarray(Ws @ X) if Ws is not None else data.W[l] @ X
+
+
+def sandwich_w(data: LayerData, l: int, v: np.ndarray) -> np.ndarray:
+    """W[l]^T diag(v) W[l], dense (a sparse product when W[l] is sparse)."""
+    Ws = data.Ws[l] if data.Ws else None
+    if Ws is None:
+        return (data.W[l].T * v) @ data.W[l]
+    return (Ws.T @ Ws.multiply(v[:, None]).tocsr()).toarray()
 
 
 def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
@@ -73,11 +92,13 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     R2 = sum_up(terms)
     if any(len(k) == 0 for k in kept):
         return None
-    W, m, p = [], [], []
+    W, m, p, Ws = [], [], [], []
     for l in range(d):
         A = net.weights[l].toarray() if hasattr(net.weights[l], "toarray") else np.asarray(net.weights[l])
         A = A[kept[l]] if l == 0 else A[np.ix_(kept[l], kept[l - 1])]
         W.append(np.ascontiguousarray(A, dtype=np.float64))
+        nnz = int(np.count_nonzero(W[-1]))
+        Ws.append(sp.csr_matrix(W[-1]) if nnz < SPARSE_DENSITY * W[-1].size else None)
         a, b = np.asarray(slopes.lo[l], float)[kept[l]], np.asarray(slopes.hi[l], float)[kept[l]]
         m.append(0.5 * (a + b))
         p.append(a * b)
@@ -85,8 +106,8 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     Wd = np.asarray(Wd, float)[:, kept[d - 1]]
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
-    K0 = W[0] @ W[0].T
-    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0)
+    K0 = W[0] @ W[0].T if Ws[0] is None else (Ws[0] @ Ws[0].T).toarray()
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0, Ws=Ws)
 
 
 def _chol(Y):
@@ -94,10 +115,6 @@ def _chol(Y):
         return sla.cho_factor(Y, lower=True, check_finite=False)
     except (np.linalg.LinAlgError, ValueError):
         return None
-
-
-def _p_term(W, tp):
-    return (W.T * tp) @ W if np.any(tp) else None
 
 
 def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
@@ -109,12 +126,12 @@ def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
     if np.any(dvec < 0):
         # negative lower slopes (GELU, SiLU, leaky < 0) make p < 0: Y_0 may be indefinite, so it is
         # formed (n_0 x n_0) and factorised; None when it is not positive definite
-        Y0 = (data.W[0].T * dvec) @ data.W[0]
+        Y0 = sandwich_w(data, 0, dvec)
         Y0[np.diag_indices_from(Y0)] += 1.0
         cf = _chol(Y0)
         if cf is None:
             return None
-        Q = data.W[0] @ sla.cho_solve(cf, data.W[0].T, check_finite=False)
+        Q = times_w(data, 0, sla.cho_solve(cf, data.W[0].T, check_finite=False))
         return 0.5 * (Q + Q.T)
     r = np.sqrt(dvec)
     V = r[:, None] * data.K0
@@ -145,16 +162,17 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
             cf = chols[l - 1] = _chol(Y)
             if cf is None:
                 return (math.inf, None) if grad else math.inf
-            C = (t[l - 1] * data.m[l - 1])[:, None] * data.W[l - 1]
+            tm = t[l - 1] * data.m[l - 1]
+            C = tm[:, None] * data.W[l - 1]
             S = sla.cho_solve(cf, C.T, check_finite=False).T          # C Y^{-1}
             S_list.append(S)
-            Y = -(S @ C.T)
+            Y = -(tm[:, None] * times_w(data, l - 1, S.T))
         Y = 0.5 * (Y + Y.T)
         Y[np.diag_indices_from(Y)] += t[l - 1]
         if l < d:
-            P = _p_term(data.W[l], t[l] * data.p[l])
-            if P is not None:
-                Y = Y + P
+            tp = t[l] * data.p[l]
+            if np.any(tp):
+                Y = Y + sandwich_w(data, l, tp)
     cf = chols[d] = _chol(Y)
     if cf is None:
         return (math.inf, None) if grad else math.inf
@@ -186,7 +204,7 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
         if mu > 0 and l - 1 >= 1:
             G = G + barrier(l - 1)
         if np.any(data.p[l - 1]):
-            gl += data.p[l - 1] * ((W @ G) * W).sum(axis=1)
+            gl += data.p[l - 1] * (times_w(data, l - 1, G) * W).sum(axis=1)
         g[l - 1] = gl
     if mu > 0:
         logdet = sum(2 * float(np.log(np.diag(chols[l][0])).sum()) / len(chols[l][0]) for l in range(1, d + 1))
@@ -227,7 +245,7 @@ def closed_form(data: LayerData, boost: bool = True) -> tuple[list, float]:
             cf = _chol(Y)
             if cf is None:
                 raise SolverFailure("the closed-form multipliers lost positive definiteness")
-            K = V @ sla.cho_solve(cf, V.T, check_finite=False)
+            K = m[:, None] * times_w(data, l - 1, sla.cho_solve(cf, V.T, check_finite=False))
         k = _lambda_max(0.5 * (K + K.T))
         base = 1.0 / (2 * k) if k > 0 else 1.0
         r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
@@ -241,12 +259,12 @@ def closed_form(data: LayerData, boost: bool = True) -> tuple[list, float]:
                 raise SolverFailure("the closed-form multipliers lost positive definiteness")
             Y = -((tl * m)[:, None] * Q * (tl * m)[None, :])
         elif np.any(p):
-            Y = Y + (W.T * (tl * p)) @ W
+            Y = Y + sandwich_w(data, l - 1, tl * p)
             cf = _chol(Y)
             if cf is None:
                 raise SolverFailure("the closed-form multipliers lost positive definiteness")
             C = tl[:, None] * V
-            Y = -(C @ sla.cho_solve(cf, C.T, check_finite=False))
+            Y = -((tl * m)[:, None] * times_w(data, l - 1, sla.cho_solve(cf, C.T, check_finite=False)))
         else:                                                          # C Y^-1 C^T = T K T: no second solve
             Y = -(tl[:, None] * K * tl[None, :])
         Y = 0.5 * (Y + Y.T)
