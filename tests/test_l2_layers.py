@@ -320,3 +320,29 @@ def test_block_cholesky_exact_on_singular_integer_matrices(seed):
             # proved up to rounding (the shifts that absorb it are picked before the next block's share is
             # known, so nu may end a few ulps of ||Z|| below 0: LipSDP's R^2 argument pays that)
             assert bb.nu >= -1e-12 * np.abs(Z).max() * len(Z)
+
+
+def test_sparse_weight_products_sound_and_equal_to_dense(monkeypatch):
+    # conv layers go through CSR copies of W (times_w / sandwich_w): forced on for every layer here, the
+    # bounds stay above the exact FGL and the multipliers' values match the dense products'
+    import lipopt.relaxations.lipsdp_layers as ll
+    cases = _cases(40, mode_seed=5)
+    dense = []
+    for widths, seed, act, kind in cases:
+        net = _net(widths, seed, act)
+        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+        data = layer_data(net, _c(net), slopes)
+        assert data is None or all(w is None for w in data.Ws)
+        dense.append(None if data is None else closed_form(data)[1])
+    monkeypatch.setattr(ll, "SPARSE_DENSITY", 2.0)
+    for (widths, seed, act, kind), F in zip(cases, dense):
+        net = _net(widths, seed, act)
+        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+        data = layer_data(net, _c(net), slopes)
+        if data is None:
+            continue
+        assert all(w is not None for w in data.Ws)
+        t, Fs = closed_form(data)
+        assert Fs == pytest.approx(F, rel=1e-9) and schur_value(data, t) == pytest.approx(F, rel=1e-9)
+    _check_sound(cases, "fast")
+    _check_sound(cases[:8], "opt")
