@@ -20,7 +20,7 @@ from lipopt.exact.enumerate import exact_fgl
 from lipopt.methods.sdp import lipsdp_neuron
 from lipopt.model import build_network
 from lipopt.methods.l2 import lipsdp_layers
-from lipopt.relaxations.lipsdp_layers import closed_form, layer_data, schur_value
+from lipopt.relaxations.lipsdp_layers import closed_form, layer_data, refine, schur_value
 
 SHAPES = [(3, 4, 2), (4, 6, 1), (3, 4, 3, 2), (2, 3, 3, 3, 1), (3, 3, 2, 3, 2, 2)]   # depth 1-4
 
@@ -346,3 +346,27 @@ def test_sparse_weight_products_sound_and_equal_to_dense(monkeypatch):
         assert Fs == pytest.approx(F, rel=1e-9) and schur_value(data, t) == pytest.approx(F, rel=1e-9)
     _check_sound(cases, "fast")
     _check_sound(cases[:8], "opt")
+
+
+def test_refinement_starts_no_evaluation_that_would_end_past_its_deadline():
+    # the first evaluation has no measured cost: the caller's estimate decides (a gradient evaluation
+    # on conv-layer orders takes ~11 s; starting one 1 s before the deadline broke l2-opt's budget)
+    import time
+    from lipopt.relaxations.lbfgs import lbfgs
+    calls = []
+
+    def fun(x):
+        calls.append(x)
+        return float(x @ x), 2 * x
+
+    x0 = np.ones(3)
+    soon = time.perf_counter() + 0.5
+    x, f = lbfgs(fun, x0, soon, 50, cost=5.0)
+    assert not calls and f == math.inf and np.array_equal(x, x0)
+    x, f = lbfgs(fun, x0, soon + 60, 50, cost=5.0)
+    assert calls and f < 1e-12
+    net = _net((3, 4, 3, 2), 1, "relu")
+    data = layer_data(net, _c(net), None)
+    t0, _ = closed_form(data)
+    assert refine(data, t0, time.perf_counter() + 0.5, sweep=5.0) is t0
+    assert schur_value(data, refine(data, t0, None, sweep=5.0)) <= schur_value(data, t0)

@@ -14,7 +14,7 @@ from ..certify.row_sums import add_bounds, chain_bound, err_sums, lipschitz_from
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
-from ..relaxations.lipsdp_layers import LayerData, closed_form, estimate_bytes, layer_data, refine, sandwich_w, schur_value
+from ..relaxations.lipsdp_layers import GRAD_PER_SWEEP, LayerData, closed_form, estimate_bytes, layer_data, refine, sandwich_w, schur_value
 from ..relaxations.quadratic import check_slopes
 from ..relaxations.shor import SDPBound
 from ..rounding import TINY, U, gamma, next_up, sum_up, up
@@ -24,8 +24,7 @@ from .sdp import _sdp_output
 RETREAT_CAPS = (6.0, 3.0, 1.0)  # certificate retreat: multipliers at most e^cap times the closed form's
 MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
 LARGE_ORDER = 2000            # total hidden width above which the first margin is skipped
-REFINE_EVALS = 8              # the refinement runs only when this many gradient evaluations fit
-GRAD_PER_SWEEP = 3.0          # a gradient evaluation's time / one closed-form sweep's (measured 2.7-3.4, resnet_cnn)
+REFINE_EVALS = 1              # the refinement runs only when this many gradient evaluations fit
 CERT_PER_MULTIPLIERS = 1.3    # a certificate's time / the closed form's (measured 0.8-1.2 on conv layers)
 
 
@@ -147,14 +146,14 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
 RACE_SHARE = 0.2   # refinement: each of the two LMIs gets this share of the time before the better one goes on
 
 
-def _race(wide, t_wide, F_wide, data, own, deadline):
+def _race(wide, t_wide, F_wide, data, own, deadline, sweep):
     """The superset box's LMI has the better start; the box's own LMI can be tighter at its optimum (fixed
     neurons enforced exactly, e.g. a lifted graph's skips). Each is refined for RACE_SHARE of the time;
     returns the better LMI's (data, closed-form t, its F, refined t): retreats stay relative to its start."""
     span = None if deadline is None else RACE_SHARE * max(deadline - time.perf_counter(), 0.0)
     until = (lambda: None) if span is None else (lambda: time.perf_counter() + span)
-    t_own = refine(data, own[0], until())
-    t_w = refine(wide, t_wide, until())
+    t_own = refine(data, own[0], until(), sweep=sweep)
+    t_w = refine(wide, t_wide, until(), sweep=sweep)
     if schur_value(data, t_own) < schur_value(wide, t_w):
         return data, own[0], own[1], t_own
     return wide, t_wide, F_wide, t_w
@@ -229,16 +228,16 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         t0 = time.perf_counter()
         _, L, info = certify(data, F_fast, t_fast)
         t_cert = time.perf_counter() - t0
-    # the refinement needs a few gradient evaluations to move at all (each about GRAD_PER_SWEEP sweeps, and
-    # its first one is not checked against the deadline): on conv-layer orders 60 s may not hold them
+    # the refinement needs a few gradient evaluations to move at all (each about GRAD_PER_SWEEP sweeps):
+    # on the largest conv-layer orders 60 s may not hold them
     need = ((2.2 * t_cert + 0.05 * tl) if expensive else 3 * t_cert) + REFINE_EVALS * GRAD_PER_SWEEP * t_one
     if mode == "opt" and (end is None or end - time.perf_counter() > need):
         t0 = time.perf_counter()
         deadline = None if end is None else end - (1.2 if expensive else 2.5) * t_cert - 0.05 * tl
         t = t_fast
         if own is not None and data is not own_data and math.isfinite(own[1]):
-            data, t_fast, F_fast, t = _race(data, t_fast, F_fast, own_data, own, deadline)
-        t = refine(data, t, deadline)
+            data, t_fast, F_fast, t = _race(data, t_fast, F_fast, own_data, own, deadline, t_one)
+        t = refine(data, t, deadline, sweep=t_one)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the closed form's scale while that costs less than it saves; the
