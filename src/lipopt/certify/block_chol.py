@@ -70,6 +70,50 @@ def _factor(A: np.ndarray, known: float, scale: float) -> tuple[np.ndarray, floa
     raise SolverFailure("the block Cholesky certificate could not factor a shifted pivot")
 
 
+def sub_residual(O: np.ndarray, O_err: tuple, R: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row sums, column sums) of a bound on |E_{l,l-1}| = |O_exact - H R^T|: the data error O_err, the
+    computed |O - fl(H R^T)| (a triangular product) and that product's a-priori error."""
+    a = R.shape[0]
+    P = dtrmm(1.0, R, H.T, lower=1).T                                    # fl(H R^T)
+    Dif = np.abs(O - P)
+    del P
+    absH, absR = np.abs(H), np.abs(R)
+    g = 2 * gamma(a + 2)    # doubled: covers the rounding of the bound's own float products
+    return (add_bounds(row_sum(Dif, 1) * (1 + 2 * U), O_err[0], g * chain_bound([absH, absR.T], np.ones(a))),
+            add_bounds(row_sum(Dif, 0) * (1 + 2 * U), O_err[1], g * chain_bound([absR, absH.T], np.ones(H.shape[0]))))
+
+
+def factor_pivot(Zl: np.ndarray, rows: np.ndarray, cols: np.ndarray, known: float = 0.0):
+    """(R, alpha, row sums of the bound on |E_ll|) for the float pivot Zl whose exact value differs from it
+    by a bound with (rows, cols) sums: symmetrised, shifted by alpha (> 0 when it is safely definite; picked
+    from these rows, ``known`` more of the row and the Cholesky error's a-priori bound), then factored."""
+    A, rows = symmetrise(Zl, rows, cols)
+    scale = float(np.abs(np.diag(A)).max(initial=0.0))
+    R, alpha = _factor(A, float(rows.max(initial=0.0)) + known, scale)
+    # |B - (A - alpha I)| <= U |B_ii| on the diagonal; R R^T = B + dB, |dB| <= gamma_{n+1} |R||R|^T
+    absR = np.abs(R)
+    n = R.shape[0]
+    chol = gamma(n + 1) * chain_bound([absR, absR.T], np.ones(n))
+    return R, alpha, add_bounds(rows, U * np.abs(np.diag(A)), chol)
+
+
+def block_deficits(alphas: list, E_diag: list, E_sub: list) -> tuple[list, float]:
+    """Per block l, nu_l <= alpha_l - max row sum of |E| over block l's rows (Gershgorin; also
+    x^T (A + E) x >= sum_l nu_l ||x_l||^2 for the symmetric E), and the largest row sum."""
+    d = len(alphas) - 1
+    nus, residual = [], 0.0
+    for l in range(d + 1):
+        s = E_diag[l]
+        if l >= 1:
+            s = s + E_sub[l - 1][0]
+        if l < d:
+            s = s + E_sub[l][1]
+        r = up(float(s.max(initial=0.0)) * (1 + 4 * U))     # two float additions per row
+        residual = max(residual, r)
+        nus.append(sum_down([alphas[l], -r]))
+    return nus, residual
+
+
 def block_cholesky_lambda_min(diag: list[np.ndarray], diag_err: list[tuple], sub: list[np.ndarray],
                               sub_err: list[tuple]) -> BlockBound:
     """Rigorous nu <= lambda_min(Z) for the exact block-tridiagonal Z whose blocks Z_l, Z_{l,l-1} differ from
@@ -82,48 +126,23 @@ def block_cholesky_lambda_min(diag: list[np.ndarray], diag_err: list[tuple], sub
     alphas, E_diag, E_sub = [], [], []       # E_sub[l-1]: (row sums, column sums) of the bound on |E_{l,l-1}|
     for l in range(d + 1):
         Zl = np.asarray(diag[l], float)
-        terms = [diag_err[l][0], diag_err[l][1]]    # (rows, cols): the symmetrisation averages them
+        rows, cols = diag_err[l]
         if l >= 1:
             O = np.asarray(sub[l - 1], float)
-            a = R.shape[0]
             H = sla.solve_triangular(R, O.T, lower=True, check_finite=False).T    # H R^T ~ O
             if not np.all(np.isfinite(H)):
                 raise SolverFailure("the block Cholesky certificate met a non-finite pivot solve")
-            P = dtrmm(1.0, R, H.T, lower=1).T                                    # fl(H R^T)
-            Dif = np.abs(O - P)
-            del P
-            absH, absR = np.abs(H), np.abs(R)
-            g = 2 * gamma(a + 2)    # doubled: covers the rounding of the bound's own float products
-            ones_a, ones_b = np.ones(a), np.ones(H.shape[0])
-            E_sub.append((add_bounds(row_sum(Dif, 1) * (1 + 2 * U), sub_err[l - 1][0], g * chain_bound([absH, absR.T], ones_a)),
-                          add_bounds(row_sum(Dif, 0) * (1 + 2 * U), sub_err[l - 1][1], g * chain_bound([absR, absH.T], ones_b))))
-            del Dif, absR
+            E_sub.append(sub_residual(O, sub_err[l - 1], R, H))
             Zl = Zl - H @ H.T                                                      # a SYRK: exactly symmetric
-            prod = g * chain_bound([absH, absH.T], ones_b)
-            terms = [add_bounds(terms[0], prod, U * row_sum(np.abs(Zl), 1)),
-                     add_bounds(terms[1], prod, U * row_sum(np.abs(Zl), 0))]
+            absH = np.abs(H)
+            prod = 2 * gamma(R.shape[0] + 2) * chain_bound([absH, absH.T], np.ones(H.shape[0]))
+            rows = add_bounds(rows, prod, U * row_sum(np.abs(Zl), 1))
+            cols = add_bounds(cols, prod, U * row_sum(np.abs(Zl), 0))
             del absH, H
-        A, rows = symmetrise(Zl, *terms)
-        del Zl
-        scale = float(np.abs(np.diag(A)).max(initial=0.0))
         # the rows known now: this block's data and product errors and E_{l,l-1}; E_{l+1,l} comes later
-        known = float(rows.max(initial=0.0)) + (float(E_sub[-1][0].max(initial=0.0)) if l >= 1 else 0.0)
-        R, alpha = _factor(A, known, scale)
-        # |B - (A - alpha I)| <= U |B_ii| on the diagonal; R R^T = B + dB, |dB| <= gamma_{n+1} |R||R|^T
-        absR = np.abs(R)
-        n = R.shape[0]
-        chol = gamma(n + 1) * chain_bound([absR, absR.T], np.ones(n))
-        E_diag.append(add_bounds(rows, U * np.abs(np.diag(A)), chol))
-        del absR, A
+        R, alpha, Erows = factor_pivot(Zl, rows, cols, float(E_sub[-1][0].max(initial=0.0)) if l >= 1 else 0.0)
+        del Zl
+        E_diag.append(Erows)
         alphas.append(alpha)
-    nus, residual = [], 0.0
-    for l in range(d + 1):
-        s = E_diag[l]
-        if l >= 1:
-            s = s + E_sub[l - 1][0]
-        if l < d:
-            s = s + E_sub[l][1]
-        r = up(float(s.max(initial=0.0)) * (1 + 4 * U))     # two float additions per row
-        residual = max(residual, r)
-        nus.append(sum_down([alphas[l], -r]))
+    nus, residual = block_deficits(alphas, E_diag, E_sub)
     return BlockBound(nu=min(nus), nu_blocks=min(alphas), residual=residual)
