@@ -20,7 +20,13 @@ from lipopt.exact.enumerate import exact_fgl
 from lipopt.methods.sdp import lipsdp_neuron
 from lipopt.model import build_network
 from lipopt.methods.l2 import lipsdp_layers
-from lipopt.relaxations.lipsdp_layers import closed_form, layer_data, refine, schur_value
+from lipopt.certify.lipsdp_sweep import certified_closed_form
+from lipopt.relaxations.lipsdp_layers import layer_data, refine, schur_value
+
+
+def closed_form(data, boost=True):
+    t, F, _, _ = certified_closed_form(data, boost=boost)
+    return t, F
 
 SHAPES = [(3, 4, 2), (4, 6, 1), (3, 4, 3, 2), (2, 3, 3, 3, 1), (3, 3, 2, 3, 2, 2)]   # depth 1-4
 
@@ -162,6 +168,9 @@ def test_closed_form_value_is_the_schur_value(widths, seed, act, kind):
             continue
         ref = schur_value(data, t)
         assert F == pytest.approx(ref, rel=1e-9, abs=1e-12) or (math.isinf(F) and math.isinf(ref))
+        # and the same sweep's certificate is within a margin of sqrt(F)
+        L = certified_closed_form(data, boost=boost)[2]
+        assert math.sqrt(F) <= L <= math.sqrt(F) * (1 + 1e-3) + 1e-12
 
 
 def test_dead_layer_gives_zero_and_refusals():

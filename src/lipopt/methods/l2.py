@@ -10,11 +10,12 @@ import numpy as np
 
 from .. import memory
 from ..certify.block_chol import block_cholesky_lambda_min
+from ..certify.lipsdp_sweep import certified_closed_form
 from ..certify.row_sums import add_bounds, chain_bound, err_sums, lipschitz_from_lmi
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
-from ..relaxations.lipsdp_layers import GRAD_PER_SWEEP, LayerData, closed_form, estimate_bytes, layer_data, refine, sandwich_w, schur_value
+from ..relaxations.lipsdp_layers import GRAD_PER_SWEEP, LayerData, estimate_bytes, layer_data, refine, sandwich_w, schur_value
 from ..relaxations.quadratic import check_slopes
 from ..relaxations.shor import SDPBound
 from ..rounding import TINY, U, gamma, next_up, sum_up, up
@@ -25,7 +26,8 @@ RETREAT_CAPS = (6.0, 3.0, 1.0)  # certificate retreat: multipliers at most e^cap
 MARGINS = (1e-9, 1e-6, 1e-3)  # relative increases of rho tried until the block certificate is nonnegative
 LARGE_ORDER = 2000            # total hidden width above which the first margin is skipped
 REFINE_EVALS = 1              # the refinement runs only when this many gradient evaluations fit
-CERT_PER_MULTIPLIERS = 1.3    # a certificate's time / the closed form's (measured 0.8-1.2 on conv layers)
+CERTIFIED_PER_PLAIN = 1.5    # a certified closed-form sweep's time / a plain Schur sweep's (1.3-1.65 on conv layers)
+CERT_PER_SWEEP = 1.0          # a refined point's certificate's time / one certified closed-form sweep's (0.9-1.1)
 
 
 def _run(mode):
@@ -191,15 +193,18 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         if any(np.any((np.asarray(lo) == np.asarray(hi)) & (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)):
             starts = starts[2:] + starts[:2]
     best, own, failure = None, None, None     # own: the best start on the box's own LMI (refine races it)
-    t_one = 0.0                               # the slowest start: one sweep, the certificate's scale
+    t_one = 0.0                               # the slowest start: one certified sweep
+    L, info = math.inf, {}
     for dd, boost in starts:
         t0 = time.perf_counter()
         try:
-            tc, Fc = closed_form(dd, boost=boost)
+            tc, Fc, Lc, infoc = certified_closed_form(dd, boost=boost)
         except SolverFailure as exc:
             failure = exc
             continue
         t_one = max(t_one, time.perf_counter() - t0)
+        if Lc < L:
+            L, info = Lc, infoc
         if best is None or Fc < best[2]:
             best = (dd, tc, Fc)
         if dd is data and (own is None or Fc < own[1]):
@@ -207,7 +212,7 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         # at conv-layer orders each start costs seconds: the rest are skipped when they would leave less
         # than half the budget for the certificate and the refinement
         spent = time.perf_counter() - t_start
-        if end is not None and spent + (time.perf_counter() - t0) * (1 + CERT_PER_MULTIPLIERS) > 0.5 * time_limit:
+        if end is not None and spent + (time.perf_counter() - t0) > 0.5 * time_limit:
             break
     if best is None:
         raise failure
@@ -217,53 +222,49 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
     t_multipliers = time.perf_counter() - t_start
     if not math.isfinite(F_fast):
         raise SolverFailure("the layer-structured multipliers are not feasible (a Schur complement is not definite)")
-    # one certificate costs about CERT_PER_MULTIPLIERS x the multipliers' time (a few dense products and
-    # factorisations per layer either way). A cheap one is made first (the fallback if anything later runs
-    # late); an expensive one (over a tenth of the budget, conv layers) only for refined points
-    t_cert = CERT_PER_MULTIPLIERS * t_one
+    # every start came certified from its own sweep; a refined point's certificate costs about
+    # CERT_PER_SWEEP x one such sweep (a few dense products and factorisations per layer either way)
+    t_cert = CERT_PER_SWEEP * t_one
     tl = None if end is None else float(time_limit)
     expensive = end is not None and t_cert > 0.1 * tl
-    L, info, F_best, t_refine = math.inf, {}, F_fast, 0.0
-    if mode != "opt" or not expensive:
-        t0 = time.perf_counter()
-        _, L, info = certify(data, F_fast, t_fast)
-        t_cert = time.perf_counter() - t0
+    F_best, t_refine, t_certs = F_fast, 0.0, 0.0
     # the refinement needs a few gradient evaluations to move at all (each about GRAD_PER_SWEEP sweeps):
     # on the largest conv-layer orders 60 s may not hold them
-    need = ((2.2 * t_cert + 0.05 * tl) if expensive else 3 * t_cert) + REFINE_EVALS * GRAD_PER_SWEEP * t_one
+    sweep = t_one / CERTIFIED_PER_PLAIN
+    need = ((2.2 * t_cert + 0.05 * tl) if expensive else 3 * t_cert) + REFINE_EVALS * GRAD_PER_SWEEP * sweep
     if mode == "opt" and (end is None or end - time.perf_counter() > need):
         t0 = time.perf_counter()
         deadline = None if end is None else end - (1.2 if expensive else 2.5) * t_cert - 0.05 * tl
         t = t_fast
         if own is not None and data is not own_data and math.isfinite(own[1]):
-            data, t_fast, F_fast, t = _race(data, t_fast, F_fast, own_data, own, deadline, t_one)
-        t = refine(data, t, deadline, sweep=t_one)
+            data, t_fast, F_fast, t = _race(data, t_fast, F_fast, own_data, own, deadline, sweep)
+        t = refine(data, t, deadline, sweep=sweep)
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
-        # (times R^2): retreat towards the closed form's scale while that costs less than it saves; the
-        # closed form's own point (cap 0) closes the list when it was not certified first
-        caps = (None,) + RETREAT_CAPS + ((0.0,) if not math.isfinite(L) else ())
-        for cap in caps:
+        # (times R^2): retreat towards the closed form's scale while that costs less than it saves
+        for cap in (None,) + RETREAT_CAPS:
+            if t is t_fast:      # the refinement did not move: the closed form's point is certified already
+                break
             if math.isfinite(L) and end is not None and end - time.perf_counter() < 1.2 * t_cert:
                 break
-            tc = t if cap is None else t_fast if cap == 0.0 else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
-            Fc = F_fast if cap == 0.0 else schur_value(data, tc)
+            tc = t if cap is None else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
+            Fc = schur_value(data, tc)
             if not math.isfinite(Fc):
                 continue
             t1 = time.perf_counter()
             cand = certify(data, Fc, tc)
             t_cert = time.perf_counter() - t1
+            t_certs += t_cert
             if cand[1] < L:
                 L, info, F_best = cand[1], {**cand[2], "retreat": cap}, Fc
             # the closed form's certificate is at least sqrt(F_fast): a candidate below it has won
             if cand[0] - cand[2]["rho"] <= 1e-6 * cand[2]["rho"] and cand[1] <= math.sqrt(F_fast):
                 break
-    elif not math.isfinite(L):
-        _, L, info = certify(data, F_fast, t_fast)
     if not math.isfinite(L):
         raise SolverFailure("the layer-structured certificate is not finite")
     sizes["kept_neurons"] = int(sum(len(k) for k in data.kept))
     return SDPBound(upper=L, raw=math.sqrt(max(F_best, 0.0)), status="ok", method=f"lipsdp-layers-{mode}", norm="2",
-                    sizes=sizes, timings={"multipliers": t_multipliers, "refine": t_refine, "certify_one": t_cert,
+                    sizes=sizes, timings={"certified_sweeps": t_multipliers, "refine": t_refine,
+                                          "certify_refined": t_certs,
                                           "total": time.perf_counter() - t_start},
                     details={**info, "raw_fast": math.sqrt(max(F_fast, 0.0)), "R2": data.R2})

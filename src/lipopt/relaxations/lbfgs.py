@@ -13,12 +13,12 @@ def lbfgs(fun, x, deadline, iters, mem=20, stall=1e-7, window=10, cost=0.0):
     """L-BFGS with backtracking (Armijo); ``fun`` returns (inf, None) outside its domain, which only
     shortens the step. Stops when a step cannot decrease f, when f fell by less than ``stall`` over the
     last ``window`` steps, after ``iters`` steps or at the deadline (an evaluation that would end past it,
-    judged by the slowest so far, or by ``cost`` seconds before the first, is not started)."""
+    judged by the slowest so far, or by the estimate ``cost`` before the first, is not started)."""
     t0 = time.perf_counter()
     if deadline is not None and t0 + cost > deadline:
         return x, math.inf
     f, g = fun(x)
-    cost = max(cost, time.perf_counter() - t0)   # the slowest evaluation so far: none is started that would end late
+    cost = time.perf_counter() - t0   # the slowest evaluation so far: none is started that would end late
     S, Y, history = [], [], [f]
     if g is None:                 # the start is outside the domain: nothing to descend from
         return x, f

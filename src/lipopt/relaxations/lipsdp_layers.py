@@ -10,15 +10,16 @@ Z is linear in (rho, tau) except for u u^T, so with tau = rho t: Z >= 0 iff the 
 Y_0 = I + W_0^T T_1 P_1 W_0, Y_l = T_l + W_l^T T_{l+1} P_{l+1} W_l - T_l M_l W_{l-1} Y_{l-1}^{-1} W_{l-1}^T M_l T_l
 are positive definite and rho >= F(t) = u^T Y_d^{-1} u (sequential Schur complements, O(sum n_l^3)).
 
-Multipliers: ``closed_form`` (ECLipsE-Fast, Xu & Sivaranjani 2024, per-neuron slopes): t_l = 1 / (2 lambda_max
-of M W Y^{-1} W^T M), larger for neurons with a narrow slope interval (where -p dz^2 penalises, a fixed
-neuron's multiplier is best infinite); ``refine``: L-BFGS on log t with the adjoint gradient of F, along a
+Multipliers: ``multiplier_rule`` (ECLipsE-Fast, Xu & Sivaranjani 2024, per-neuron slopes), applied inside
+the certificate's own sweep (``certify.lipsdp_sweep``): t_l = 1 / (2 lambda_max of M W Y^{-1} W^T M),
+larger for neurons with a narrow slope interval (where -p dz^2 penalises, a fixed neuron's multiplier is
+best infinite); ``refine``: L-BFGS on log t with the adjoint gradient of F, along a
 log-det barrier path first (log F is convex in t; plain descent stalls at the boundary of the definite
 region). Local slope boxes also try the superset box [0, b] (a LipSDP LMI of its own, certified as such).
 Neurons with slope box [0, 0] output dx = 0 exactly and are removed first (the LMI of the remaining
 coordinates is the restriction of the feasible set). The float value F is never returned: the bound is
-``certify.block_chol`` on S Z(rho, rho t) S (S: exact power-of-two block scaling) with rho slightly above F,
-then rho + max(0, -nu) sum_l growth_l / s_l^2, lipsdp's R^2 argument per block.
+``certify.block_chol`` on Z(rho, rho t) with rho slightly above F (a refined point: ``methods.l2.certify``;
+a closed-form one: ``certify.lipsdp_sweep``), then LipSDP's R^2 argument block by block.
 """
 from __future__ import annotations
 
@@ -229,49 +230,15 @@ def _lambda_max(K: np.ndarray) -> float:
     return float(sla.eigvalsh(K, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
 
 
-def closed_form(data: LayerData, boost: bool = True) -> tuple[list, float]:
-    """ECLipsE-Fast-style multipliers t, layer by layer (rho normalised to 1), and F(t) from the sweep's own
-    last Schur complement (one factorisation instead of ``schur_value``'s second sweep); ``boost`` raises
-    narrow-slope neurons' multipliers by (m / r)^2 (at most NARROW_CAP)."""
-    d = len(data.W)
-    Y = None
-    t = []
-    for l in range(1, d + 1):
-        W, m, p = data.W[l - 1], data.m[l - 1], data.p[l - 1]
-        V = m[:, None] * W
-        first = l == 1                                                 # layer 1 in n_1 terms (_first_q)
-        if first:
-            K = m[:, None] * data.K0 * m[None, :]
-        else:
-            cf = _chol(Y)
-            if cf is None:
-                raise SolverFailure("the closed-form multipliers lost positive definiteness")
-            K = m[:, None] * times_w(data, l - 1, sla.cho_solve(cf, V.T, check_finite=False))
-        k = _lambda_max(0.5 * (K + K.T))
-        base = 1.0 / (2 * k) if k > 0 else 1.0
-        r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
-        with np.errstate(over="ignore", divide="ignore"):
-            narrow = np.where(r * math.sqrt(NARROW_CAP) > m, (m / np.maximum(r, 1e-300)) ** 2, NARROW_CAP)
-        tl = base * np.clip(narrow, 1.0, NARROW_CAP) if boost else np.full(len(m), base)
-        t.append(tl)
-        if first:
-            Q = _first_q(data, tl)
-            if Q is None:
-                raise SolverFailure("the closed-form multipliers lost positive definiteness")
-            Y = -((tl * m)[:, None] * Q * (tl * m)[None, :])
-        elif np.any(p):
-            Y = Y + sandwich_w(data, l - 1, tl * p)
-            cf = _chol(Y)
-            if cf is None:
-                raise SolverFailure("the closed-form multipliers lost positive definiteness")
-            C = tl[:, None] * V
-            Y = -((tl * m)[:, None] * times_w(data, l - 1, sla.cho_solve(cf, C.T, check_finite=False)))
-        else:                                                          # C Y^-1 C^T = T K T: no second solve
-            Y = -(tl[:, None] * K * tl[None, :])
-        Y = 0.5 * (Y + Y.T)
-        Y[np.diag_indices_from(Y)] += tl
-    cf = _chol(Y)
-    return t, (math.inf if cf is None else float(data.u @ sla.cho_solve(cf, data.u, check_finite=False)))
+def multiplier_rule(K: np.ndarray, m: np.ndarray, p: np.ndarray, boost: bool) -> np.ndarray:
+    """ECLipsE-Fast's t_l = 1 / (2 lambda_max(K_l)), K_l = M_l W_{l-1} Y_{l-1}^{-1} W_{l-1}^T M_l; ``boost``
+    raises narrow-slope neurons' multipliers by (m / r)^2 (at most NARROW_CAP)."""
+    k = _lambda_max(0.5 * (K + K.T))
+    base = 1.0 / (2 * k) if k > 0 else 1.0
+    r = np.sqrt(np.maximum(m * m - p, 0.0))                        # (b - a)/2 from m and p
+    with np.errstate(over="ignore", divide="ignore"):
+        narrow = np.where(r * math.sqrt(NARROW_CAP) > m, (m / np.maximum(r, 1e-300)) ** 2, NARROW_CAP)
+    return base * np.clip(narrow, 1.0, NARROW_CAP) if boost else np.full(len(m), base)
 
 
 def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500,
