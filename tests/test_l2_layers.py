@@ -379,3 +379,34 @@ def test_refinement_starts_no_evaluation_that_would_end_past_its_deadline():
     t0, _ = closed_form(data)
     assert refine(data, t0, time.perf_counter() + 0.5, sweep=5.0) is t0
     assert schur_value(data, refine(data, t0, None, sweep=5.0)) <= schur_value(data, t0)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_certified_sweep_sound_across_badly_scaled_layers(seed):
+    # layers scaled by 1e-4 .. 1e4 make the blocks' scales (and growth_l) differ by many orders: the
+    # per-block Gershgorin deficits and the last block's margins must still give a bound >= the exact FGL,
+    # and the bound must scale with the weights (c^T f of 2^k W_l has 2^k times the constant)
+    rng = np.random.default_rng(500 + seed)
+    widths, act, kind = SHAPES[seed % len(SHAPES)], ("relu", "tanh")[seed % 2], (None, "box", "inf-ball")[seed % 3]
+    base = _net(widths, seed, act)
+    scales = [float(2.0 ** rng.integers(-13, 14)) for _ in base.weights]
+    net = build_network([W.toarray() * s if hasattr(W, "toarray") else np.asarray(W) * s
+                         for W, s in zip(base.weights, scales)], list(base.biases), [act] * base.depth)
+    c = _c(net)
+    slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+    exact = exact_fgl(net, c, "2", slopes).value
+    data = layer_data(net, c, slopes)
+    if data is None:
+        return
+    for boost in (True, False):
+        try:
+            t, F, L, info = certified_closed_form(data, boost=boost)
+        except lipopt.errors.SolverFailure:
+            continue
+        assert L >= exact * (1 - 1e-12) - 1e-300, (widths, seed, scales, L, exact)
+        assert math.isfinite(L) and L <= math.sqrt(F) * (1 + 1e-3) + 1e-300
+        # the last layer's weights (the output map, no slope box) scaled by 2: exactly twice the bound's data
+        net2 = build_network([np.asarray(W.toarray() if hasattr(W, "toarray") else W) * (2.0 if i == net.depth else 1.0)
+                              for i, W in enumerate(net.weights)], list(net.biases), [act] * net.depth)
+        L2 = certified_closed_form(layer_data(net2, c, slopes), boost=boost)[2]
+        assert L2 == pytest.approx(2 * L, rel=1e-6)
