@@ -45,6 +45,11 @@ class Norm(str, enum.Enum):
         return dual_norm(np.atleast_2d(np.asarray(g, dtype=np.float64)), self.value)
 
 
+def past(deadline: float | None) -> bool:
+    """True once time.perf_counter() has reached ``deadline`` (a deadline of None never passes)."""
+    return deadline is not None and time.perf_counter() >= deadline
+
+
 @dataclass(frozen=True)
 class Budget:
     """A deadline on time.perf_counter(); ``None`` means no limit."""
@@ -59,7 +64,7 @@ class Budget:
         return None if self.deadline is None else self.deadline - time.perf_counter()
 
     def expired(self) -> bool:
-        return self.deadline is not None and time.perf_counter() >= self.deadline
+        return past(self.deadline)
 
     def share(self, fraction: float, reserve: float = 0.0) -> "Budget":
         """A sub-budget: ``fraction`` of what is left after keeping ``reserve`` seconds back."""

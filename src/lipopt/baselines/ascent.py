@@ -12,7 +12,6 @@ at a witness x chosen by ``witness.best_witness`` among the best points found: x
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..exact.enumerate import dual_norm
 from ..model.network import Network
+from ..problem import past
 from .witness import best_witness
 
 
@@ -53,7 +53,7 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     parts = []
     for start in range(0, x.shape[0], CHUNK):  # chunked: memory, and the deadline between chunks
         parts.append(dual_norm(net.gradient(x[start:start + CHUNK], c), norm))
-        if _past(deadline):
+        if past(deadline):
             break
     x = x[:sum(len(p) for p in parts)]
     vals = np.concatenate(parts)
@@ -64,12 +64,12 @@ def local_lower_bound(net: Network, c: np.ndarray, domain, norm: str = "inf", sa
     top = np.argsort(-vals)[:16]
     found, found_v = [x[top]], [vals[top]]   # candidate witnesses, validated at the end
     for i in order:
-        if _past(deadline):
+        if past(deadline):
             break
         cur, cur_v = x[i].copy(), float(vals[i])
         sigma = scale0.copy()
         for _ in range(steps):
-            if _past(deadline):
+            if past(deadline):
                 break
             prop = domain.project(cur + sigma * rng.standard_normal((proposals, cur.shape[0])))
             pv = dual_norm(net.gradient(prop, c), norm)
@@ -89,10 +89,6 @@ GLOBAL_SCALES = (1.0, 10.0, 100.0)
 CHUNK = 4096
 
 
-def _past(deadline) -> bool:
-    return deadline is not None and time.perf_counter() > deadline
-
-
 def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=None, samples: int = 4096,
                        seed: int = 0, patterns=(), deadline: float | None = None) -> LocalLowerBound:
     """The best of: projected local search from seeded restarts (inside ``domain``, or globally in
@@ -108,13 +104,13 @@ def ascent_lower_bound(net: Network, c: np.ndarray, norm: str = "inf", domain=No
     per = max(1, samples // len(boxes))
     runs = []
     for i, box in enumerate(boxes):
-        if runs and _past(deadline):
+        if runs and past(deadline):
             break
         runs.append(local_lower_bound(net, c, box, norm, samples=per, seed=seed + i, deadline=deadline))
     best = max(runs, key=lambda r: r.value)
     evals = sum(r.evaluations for r in runs)
     for pattern in patterns:
-        if _past(deadline):
+        if past(deadline):
             break
         r = realise_pattern(net, c, pattern, norm, domain, deadline=deadline)
         if r is not None and r.value > best.value:
@@ -134,7 +130,7 @@ MAX_SAMPLES, MAX_RESTARTS = 16384, 128
 def _walk(net: Network, c, norm: str, domain, start: LocalLowerBound, seed: int, deadline) -> LocalLowerBound:
     """The best validated point of a pattern walk from ``start`` (``start`` itself if none is better)."""
     from .pattern_walk import pattern_walk
-    if start.point is None or not start.value > 0 or _past(deadline):
+    if start.point is None or not start.value > 0 or past(deadline):
         return start
     pts, vals = pattern_walk(net, c, norm, domain, start.point, start.value, deadline=deadline)
     if vals.size and vals.max() > start.value:
@@ -155,12 +151,12 @@ def _escalate(net: Network, c, norm: str, boxes, per: int, seed: int, best: Loca
     from different starts end in different regions."""
     weights = net.n_params
     gain, k = np.inf, 0
-    while gain >= ESCALATION_GAIN and evals * weights < ESCALATION_EFFORT and not _past(deadline):
+    while gain >= ESCALATION_GAIN and evals * weights < ESCALATION_EFFORT and not past(deadline):
         k += 1
         before = best.value
         round_best = None
         for i, box in enumerate(boxes):
-            if _past(deadline):
+            if past(deadline):
                 break
             run = local_lower_bound(net, c, box, norm, samples=min(per << k, MAX_SAMPLES),
                                     restarts=min(8 << k, MAX_RESTARTS), seed=seed + 1000 * k + i,

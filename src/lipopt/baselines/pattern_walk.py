@@ -24,7 +24,7 @@ from scipy.optimize import linprog
 from ..exact.enumerate import dual_norm
 from ..model.activations import derivative
 from ..model.network import Network
-from .ascent import _past
+from ..problem import past
 from .patterns import MAX_DENSE, region_affine
 
 CROSSING_STEPS = np.array([0.25, 0.5, 0.9, 1.001, 1.05, 1.3, 2.0, 4.0, 8.0, 16.0, 64.0])
@@ -145,7 +145,7 @@ def pattern_walk(net: Network, c, norm: str, domain, x, value: float, deadline=N
     best_x, best_v = [], []
     lp_moves = 0
     for _ in range(max_steps):
-        if _past(deadline):
+        if past(deadline):
             break
         z, s, jac, back, g = _jacobians(net, c, x)
         flips = _flips(net, norm, z, s, jac, back, g, cur)
@@ -155,7 +155,7 @@ def pattern_walk(net: Network, c, norm: str, domain, x, value: float, deadline=N
         if vals.size == 0 or vals.max() <= cur:
             pts, vals = np.empty((0, x.shape[0])), np.empty(0)
             for flip in flips[:LP_CANDIDATES]:
-                if _past(deadline) or lp_moves >= MAX_LP_MOVES:
+                if past(deadline) or lp_moves >= MAX_LP_MOVES:
                     break
                 lp_moves += 1
                 cand = _lp_move(net, x, z, s, flip, lo, hi, deadline)

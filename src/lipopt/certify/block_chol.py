@@ -21,7 +21,6 @@ LDL^T sweep followed by a definiteness test per pivot.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

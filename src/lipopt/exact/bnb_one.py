@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from ..model.network import Network
 from ..polynomial import SlopeBox
 from .fgl_common import BnBResult, evaluate_witness, rounding_bound
-from .search import _batch_size, _decode, _dfs, _encode, _expired, _Range, _Ranges, _U64, doll_phase
+from ..problem import past
+from .search import _batch_size, _decode, _dfs, _encode, _Range, _Ranges, _U64, doll_phase
 
 
 def one_layer_matrix(net: Network, c: np.ndarray, slopes: SlopeBox) -> np.ndarray:
@@ -56,7 +57,7 @@ def _flip_search_inf1(M: np.ndarray, X: np.ndarray, rel: float = 1e-13,
         Z = Xc @ MT
         val = np.abs(Z).sum(1)
         for _ in range(4 * M.shape[1]):
-            if _expired(deadline):
+            if past(deadline):
                 break
             Znew = Z[:, None, :] - 2.0 * Xc[:, :, None] * MT[None]
             gain = np.abs(Znew).sum(2) - val[:, None]
@@ -124,7 +125,7 @@ class InfToOneSearch:
     def _solve_range(self, k: int, b: int, Bk: np.ndarray, dl: float | None, final: bool, state) -> _Range:
         M, MT, starts = self.M, self.MT, self.starts
         root = float(self.colsum[k] + Bk[1])
-        if _expired(dl) and not final and state is None:
+        if past(dl) and not final and state is None:
             return _Range(-np.inf, root, None, False, 0)
         sub, MTk = M[:, k:b], MT[k:b]
         nk, n_words = b - k, (b - k + 63) // 64

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 from ..model.network import Network
 from ..polynomial import SlopeBox
 from .fgl_common import BnBResult, evaluate_witness, rounding_bound
-from .search import _batch_size, _decode, _dfs, _encode, _expired, _Range, _Ranges, _U64, doll_phase
+from ..problem import past
+from .search import _batch_size, _decode, _dfs, _encode, _Range, _Ranges, _U64, doll_phase
 
 TAU_FIRST_MAX = 16  # branch on the layer-2 signs first when there are at most this many
 
@@ -66,7 +67,7 @@ def _alternate_two(W0, y0, Y, m, r, T, U, iters: int = 100, deadline: float | No
     """Alternating maximisation over t | s_1 | tau, each in closed form given the others (stops at the
     deadline after the first round)."""
     for it in range(iters):
-        if it and _expired(deadline):
+        if it and past(deadline):
             break
         x = T @ W0.T
         y = y0 + U @ Y.T
@@ -94,7 +95,7 @@ def _flip_search_two(W0, y0, Y, m, r, T, U, rel: float = 1e-13, deadline: float 
         val = _phi(x * y, m, r).sum(1)
         rows = np.arange(len(Tc))
         for _ in range(4 * (n0 + n2)):
-            if _expired(deadline):
+            if past(deadline):
                 break
             xt = x[:, None, :] - 2.0 * Tc[:, :, None] * W0.T[None]      # flip t_i
             gt = _phi(xt * y[:, None, :], m, r).sum(2) - val[:, None]
@@ -198,7 +199,7 @@ class TwoLayerSearch:
             fast_from = nt
         rd_of_depth = None if Bk is None else Bk[t_fixed]
         root = float(_corner_bound(np.zeros(n1), Rx[0], y0, Ry[0], m, r))
-        if not final and _expired(dl) and state is None:
+        if not final and past(dl) and state is None:
             return _Range(-np.inf, root, None, False, 0)
 
         def children(S, D):

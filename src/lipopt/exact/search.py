@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..problem import past
+
 _U64 = np.uint64
 
 
@@ -181,19 +183,15 @@ def _doll_bounds(solve_range: RangeSolver, a: int, b: int, deadline: float | Non
         return B
     s = a + 1 if b - a <= min_block else a + max(1, int(round(split * (b - a))))
     for k in range(b - 1, s - 1, -1):
-        if _expired(deadline):  # past the deadline: the rest stay +inf (valid; the node bounds fall back
+        if past(deadline):  # past the deadline: the rest stay +inf (valid; the node bounds fall back
             return B            # to the corner bound)
         out = solve_range(k, b, B[k - a:], deadline)
         counter[0] += out.nodes
         B[k - a] = out.upper  # an upper bound is all the enclosing searches need
-    if s > a + 1 and not _expired(deadline):
+    if s > a + 1 and not past(deadline):
         inner = _doll_bounds(solve_range, a, s, deadline, counter, split, min_block)
         B[1:s - a] = inner[1:s - a] + B[s - a]
     return B
-
-
-def _expired(deadline: float | None) -> bool:
-    return deadline is not None and time.perf_counter() > deadline
 
 
 class _Ranges:
@@ -209,7 +207,7 @@ class _Ranges:
     def __call__(self, k: int, b: int, Bk: np.ndarray, deadline: float | None, final: bool = False) -> _Range:
         key = (k, b, final)
         prev = self.memo.get(key)
-        if prev is not None and (prev.optimal or (_expired(deadline) and not final)):
+        if prev is not None and (prev.optimal or (past(deadline) and not final)):
             if not prev.optimal:
                 self.incomplete = True
             return replace(prev, nodes=0)
@@ -231,4 +229,4 @@ def doll_phase(ranges: _Ranges, B: np.ndarray, n: int, deadline: float | None, c
     rd_deadline = None if deadline is None else now + 0.5 * max(0.0, deadline - now)
     ranges.incomplete = False
     np.minimum(B, _doll_bounds(ranges, 0, n, rd_deadline, counter), out=B)
-    return not ranges.incomplete and not _expired(rd_deadline)
+    return not ranges.incomplete and not past(rd_deadline)
