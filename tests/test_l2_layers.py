@@ -410,3 +410,23 @@ def test_certified_sweep_sound_across_badly_scaled_layers(seed):
                               for i, W in enumerate(net.weights)], list(net.biases), [act] * net.depth)
         L2 = certified_closed_form(layer_data(net2, c, slopes), boost=boost)[2]
         assert L2 == pytest.approx(2 * L, rel=1e-6)
+
+
+def test_lipsdp_neuron_certified_layer_by_layer_stays_sound():
+    # LipSDP-Neuron's solver point is certified twice (the dense Gram test with the whole R^2, and the
+    # block Cholesky with R^2 per block); the smaller is kept: never below the exact FGL, never above the
+    # dense certificate, and at most a margin above the solver's raw value when the layers prove it
+    for i, (widths, seed, act, kind) in enumerate(_cases(15, mode_seed=11)):
+        net = _net(widths, seed, act)
+        c = _c(net)
+        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+        exact = exact_fgl(net, c, "2", slopes).value
+        try:
+            ls = lipsdp_neuron(net, c, slopes)
+        except lipopt.errors.SolverFailure:
+            continue
+        assert ls.upper >= exact * (1 - 1e-12) - 1e-300, (widths, seed, act, kind, ls.upper, exact)
+        d = ls.details
+        assert d["rho"] <= d["rho_dense"]
+        if d["rho_layers"] is not None and d["rho_layers"] < d["rho_dense"]:
+            assert d["rho"] == d["rho_layers"] >= d["rho_raw"]

@@ -116,7 +116,7 @@ def certified_closed_form(data: LayerData, boost: bool = True, margins: tuple = 
         rho_c = sum_up([rho, up(rho * deficit)]) if deficit > 0 else rho
         L = up(math.sqrt(rho_c))
         info = {"rho": rho, "rho_certified": rho_c, "nu": min(nus), "nu_blocks": min(alphas + [alpha_d]),
-                "residual": residual, "margin": margin}
+                "residual": residual, "rho_margin": margin}
         if best is None or L < best[0]:
             best = (L, info)
         if deficit == 0 or i + 1 == len(margins) or rho_c <= F * (1 + margins[i + 1]):

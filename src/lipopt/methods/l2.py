@@ -136,7 +136,7 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
         bb = block_cholesky_lambda_min(diag, derr, sub, serr)
         rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
         info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
-                "residual": bb.residual, "margin": margin}
+                "residual": bb.residual, "rho_margin": margin}
         if last is None or L < last[1]:
             last = (rho_c, L, info)
         # a larger margin starts at F (1 + next margin): stop when that cannot beat this certificate
