@@ -29,6 +29,21 @@ from .row_sums import add_bounds, chain_bound, err_sums, row_sum, symmetrise
 MARGINS = (1e-9, 1e-6, 1e-3)   # relative increases of rho tried until the last pivot is proved
 
 
+def p_term(data: LayerData, l: int, tp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W_l^T diag(tp) W_l (float) and row sums of a symmetric bound on its rounding (each entry a length-k
+    dot product of rounded scaled entries: 4 gamma_{k+4} |W|^T |tp| |W|, sparse or dense product alike)."""
+    W = data.W[l]
+    aW = np.abs(W)
+    rows = 4 * gamma(W.shape[0] + 4) * chain_bound([aW.T], np.abs(tp) * chain_bound([aW], np.ones(W.shape[1])))
+    return sandwich_w(data, l, tp), rows
+
+
+def sub_block(data: LayerData, l: int, tau: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Z_{l,l-1} = -T_l M_l W_{l-1} (float) and (row, column) sums of a bound on its rounding."""
+    O = -(tau * data.m[l - 1])[:, None] * data.W[l - 1]
+    return O, err_sums(2 * gamma(4) * np.abs(O))
+
+
 def certified_closed_form(data: LayerData, boost: bool = True, margins: tuple = MARGINS):
     """(t, F, L, info): the closed-form multipliers t (rho normalised to 1), F(t), and the certified bound L
     on the Lipschitz constant of c^T f from the same sweep."""
@@ -53,6 +68,7 @@ def certified_closed_form(data: LayerData, boost: bool = True, margins: tuple = 
             # |fl(t_i fl(K_ij) t_j) - (H H^T)_ij| <= gamma_{a+4} t_i t_j (|X||X|^T)_ij (see module doc), doubled
             Sbound = 2 * gamma(a + 4) * tl * chain_bound([absX, absX.T], tl)
             del absX, X, K
+            O, O_err = sub_block(data, l, tl)
         else:
             A, _ = symmetrise(pend, prow, pcol)
             try:
@@ -62,27 +78,25 @@ def certified_closed_form(data: LayerData, boost: bool = True, margins: tuple = 
             K = m[:, None] * times_w(data, l - 1, sla.cho_solve(cf, V.T, check_finite=False))
             del A, cf
             tl = multiplier_rule(K, m, p, boost)
-            tp = tl * p
-            pend = pend + sandwich_w(data, l - 1, tp)
-            aW = np.abs(W)
-            prod = 4 * gamma(W.shape[0] + 4) * chain_bound([aW.T], np.abs(tp) * chain_bound([aW], np.ones(a)))
+            P, prod = p_term(data, l - 1, tl * p)
+            pend = pend + P
+            del P
             prow = add_bounds(prow, prod, U * row_sum(np.abs(pend), 1))
             pcol = add_bounds(pcol, prod, U * row_sum(np.abs(pend), 0))
             R, alpha, Erows = factor_pivot(pend, prow, pcol, known)
-            O = -(tl * m)[:, None] * W
+            O, O_err = sub_block(data, l, tl)
             H = sla.solve_triangular(R, O.T, lower=True, check_finite=False).T       # O R^-T
             S = H @ H.T
             absH = np.abs(H)
             Sbound = 2 * gamma(a + 2) * chain_bound([absH, absH.T], np.ones(H.shape[0]))
-            del absH, aW
+            del absH
         if alpha < 0:     # a pivot that is not definite: these multipliers are not a feasible point
             raise SolverFailure("the closed-form multipliers lost positive definiteness")
         if not np.all(np.isfinite(H)):
             raise SolverFailure("the closed-form multipliers are not finite")
         alphas.append(alpha)
         E_diag.append(Erows)
-        O = -(tl * m)[:, None] * W
-        E_sub.append(sub_residual(O, err_sums(2 * gamma(4) * np.abs(O)), R, H))
+        E_sub.append(sub_residual(O, O_err, R, H))
         del O, H, R
         known = float(E_sub[-1][0].max(initial=0.0))
         pend = -S
