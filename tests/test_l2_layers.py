@@ -173,6 +173,35 @@ def test_closed_form_value_is_the_schur_value(widths, seed, act, kind):
         assert math.sqrt(F) <= L <= math.sqrt(F) * (1 + 1e-3) + 1e-12
 
 
+@pytest.mark.parametrize("widths,seed,act,kind", _cases(12, mode_seed=5))
+def test_schur_gradients_match_finite_differences(widths, seed, act, kind):
+    # refine follows these gradients: dF/dt and, on the barrier path, dJ/dt with J = log F - mu sum log
+    # det(Y_l)/n_l, whose evaluation also returns F itself (refine keeps the smallest F it sees)
+    net = _net(widths, seed, act)
+    dom = None if kind is None else _domain(net, seed, kind)
+    data = layer_data(net, _c(net), None if dom is None else local_slopes(net, dom))
+    if data is None:
+        return
+    try:
+        t, F0 = closed_form(data)
+    except lipopt.errors.SolverFailure:
+        return
+    t = [1.05 * x for x in t]              # off the closed form's point, still inside the definite region
+    rng = np.random.default_rng(seed)
+    for mu in (0.0, 1e-2):
+        out = schur_value(data, t, grad=True, mu=mu)
+        if not math.isfinite(out[0]):
+            continue
+        if mu > 0:
+            assert out[2] == schur_value(data, t)
+        val = lambda tt: schur_value(data, tt, grad=True, mu=mu)[0] if mu > 0 else schur_value(data, tt)
+        g = np.concatenate(out[1])
+        d = [rng.normal(size=len(x)) * x for x in t]
+        h = 1e-6
+        fd = (val([a + h * b for a, b in zip(t, d)]) - val([a - h * b for a, b in zip(t, d)])) / (2 * h)
+        assert g @ np.concatenate(d) == pytest.approx(fd, rel=1e-4, abs=1e-8 * (1 + abs(out[0])))
+
+
 def test_dead_layer_gives_zero_and_refusals():
     net = small_network((3, 4, 2), 0)
     c = _c(net)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
@@ -113,10 +114,17 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
 
 
 def _chol(Y):
-    try:
-        return sla.cho_factor(Y, lower=True, check_finite=False)
-    except (np.linalg.LinAlgError, ValueError):
-        return None
+    """Lower Cholesky factor (LAPACK potrf, as cho_factor) or None; the refinement calls this and
+    _cho_solve thousands of times on small blocks, where scipy's wrappers cost more than the flops."""
+    c, info = dpotrf(Y, lower=1, clean=0)
+    return (c, True) if info == 0 else None
+
+
+def _cho_solve(cf, B):
+    x, info = dpotrs(cf[0], B, lower=1)
+    if info != 0:
+        raise ValueError(f"potrs: illegal argument {-info}")
+    return x
 
 
 def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
@@ -129,24 +137,28 @@ def _first_q(data: LayerData, t1: np.ndarray) -> np.ndarray:
         # negative lower slopes (GELU, SiLU, leaky < 0) make p < 0: Y_0 may be indefinite, so it is
         # formed (n_0 x n_0) and factorised; None when it is not positive definite
         Y0 = sandwich_w(data, 0, dvec)
-        Y0[np.diag_indices_from(Y0)] += 1.0
+        Y0.flat[::len(Y0) + 1] += 1.0
         cf = _chol(Y0)
         if cf is None:
             return None
-        Q = times_w(data, 0, sla.cho_solve(cf, data.W[0].T, check_finite=False))
+        Q = times_w(data, 0, _cho_solve(cf, data.W[0].T))
         return 0.5 * (Q + Q.T)
     r = np.sqrt(dvec)
     V = r[:, None] * data.K0
     B = r[:, None] * V.T
-    B[np.diag_indices_from(B)] += 1.0
+    B.flat[::len(B) + 1] += 1.0
     Q = data.K0 - V.T @ sla.solve(B, V, assume_a="pos", check_finite=False)
     return 0.5 * (Q + Q.T)
 
 
+def _infeasible(grad: bool, mu: float):
+    return (math.inf, None, math.inf) if grad and mu > 0 else (math.inf, None) if grad else math.inf
+
+
 def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     """F(t) = u^T Y_d^{-1} u (inf if some Y_l is not positive definite) and, with ``grad``, dF/dt; with
-    ``mu`` > 0 instead J = log F - mu sum_{l>=1} log det(Y_l) / n_l (convex in t: every Y_l is a Schur
-    complement of a matrix affine in t, hence matrix-concave) and dJ/dt, for the barrier path of ``refine``."""
+    ``mu`` > 0 instead (J, dJ/dt, F) for J = log F - mu sum_{l>=1} log det(Y_l) / n_l (convex in t: every
+    Y_l is a Schur complement of a matrix affine in t, hence matrix-concave), the barrier path of ``refine``."""
     d = len(data.W)
     Y = None
     chols = [None] * (d + 1)
@@ -158,36 +170,36 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
             S_list.append(None)
             Q = _first_q(data, t[0])
             if Q is None:
-                return (math.inf, None) if grad else math.inf
+                return _infeasible(grad, mu)
             Y = -(tm[:, None] * Q * tm[None, :])
         else:
             cf = chols[l - 1] = _chol(Y)
             if cf is None:
-                return (math.inf, None) if grad else math.inf
+                return _infeasible(grad, mu)
             tm = t[l - 1] * data.m[l - 1]
             C = tm[:, None] * data.W[l - 1]
-            S = sla.cho_solve(cf, C.T, check_finite=False).T          # C Y^{-1}
+            S = _cho_solve(cf, C.T).T          # C Y^{-1}
             S_list.append(S)
             Y = -(tm[:, None] * times_w(data, l - 1, S.T))
         Y = 0.5 * (Y + Y.T)
-        Y[np.diag_indices_from(Y)] += t[l - 1]
+        Y.flat[::len(Y) + 1] += t[l - 1]
         if l < d:
             tp = t[l] * data.p[l]
             if np.any(tp):
                 Y = Y + sandwich_w(data, l, tp)
     cf = chols[d] = _chol(Y)
     if cf is None:
-        return (math.inf, None) if grad else math.inf
-    v = sla.cho_solve(cf, data.u, check_finite=False)
+        return _infeasible(grad, mu)
+    v = _cho_solve(cf, data.u)
     F = float(data.u @ v)
     if not grad:
         return F
     if mu > 0 and not F > 0:      # u = 0 up to rounding: no log F (refine treats the point as infeasible)
-        return math.inf, None
+        return math.inf, None, F
 
     def barrier(l):   # d(-mu log det Y_l / n_l)/dY_l
         c = chols[l]
-        return -(mu / len(c[0])) * sla.cho_solve(c, np.eye(len(c[0])), check_finite=False)
+        return -(mu / len(c[0])) * _cho_solve(c, np.eye(len(c[0])))
 
     g = [None] * d
     G = -np.outer(v, v)                                                # dF/dY_d
@@ -210,7 +222,7 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
         g[l - 1] = gl
     if mu > 0:
         logdet = sum(2 * float(np.log(np.diag(chols[l][0])).sum()) / len(chols[l][0]) for l in range(1, d + 1))
-        return math.log(F) - mu * logdet, g
+        return math.log(F) - mu * logdet, g, F
     return F, g
 
 
@@ -261,10 +273,9 @@ def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 50
                 return math.inf, None
             t = np.split(np.exp(s), cuts)
             if mu > 0:
-                J, g = schur_value(data, t, grad=True, mu=mu)
+                J, g, F = schur_value(data, t, grad=True, mu=mu)
                 if not math.isfinite(J):
                     return math.inf, None
-                F = schur_value(data, t)
                 if F < best[0]:
                     best[0], best[1] = F, t
                 return J, np.exp(s) * np.concatenate(g)
@@ -278,8 +289,8 @@ def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 50
 
     x = s0
     for mu in tuple(barriers) + (0.0,):
-        cost = sweep * (GRAD_PER_SWEEP + (1 if mu > 0 else 0))     # a barrier step also evaluates F alone
-        x, _ = lbfgs(make(mu), x, deadline, max_iter, stall=BARRIER_STALL if mu > 0 else 1e-7, cost=cost)
+        x, _ = lbfgs(make(mu), x, deadline, max_iter, stall=BARRIER_STALL if mu > 0 else 1e-7,
+                     cost=sweep * GRAD_PER_SWEEP)
         if deadline is not None and time.perf_counter() > deadline:
             break
     return best[1]
