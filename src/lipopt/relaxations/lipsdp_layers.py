@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrf, dpotrs
+from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
 
 from ..errors import InvalidInputError, SolverFailure
 from ..model.network import Network
@@ -197,9 +197,12 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
     if mu > 0 and not F > 0:      # u = 0 up to rounding: no log F (refine treats the point as infeasible)
         return math.inf, None, F
 
-    def barrier(l):   # d(-mu log det Y_l / n_l)/dY_l
-        c = chols[l]
-        return -(mu / len(c[0])) * _cho_solve(c, np.eye(len(c[0])))
+    def barrier(l):   # d(-mu log det Y_l / n_l)/dY_l = -(mu / n_l) Y_l^{-1}, by potri (a third of potrs on I)
+        inv, info = dpotri(chols[l][0], lower=1)
+        if info != 0:
+            raise ValueError(f"potri: {info}")
+        inv = np.tril(inv)
+        return -(mu / len(inv)) * (inv + np.tril(inv, -1).T)
 
     g = [None] * d
     G = -np.outer(v, v)                                                # dF/dY_d
@@ -213,8 +216,9 @@ def schur_value(data: LayerData, t: list, grad: bool = False, mu: float = 0.0):
             if np.any(data.p[0]):
                 g[0] += data.p[0] * ((Q @ (tm[:, None] * G * tm[None, :])) * Q).sum(axis=1)
             break
-        gl = np.diag(G).copy() - 2 * data.m[l - 1] * ((G @ S) * W).sum(axis=1)
-        G = S.T @ G @ S                                                # dF/dY_{l-1}
+        GS = G @ S
+        gl = np.diag(G).copy() - 2 * data.m[l - 1] * (GS * W).sum(axis=1)
+        G = S.T @ GS                                                   # dF/dY_{l-1}
         if mu > 0 and l - 1 >= 1:
             G = G + barrier(l - 1)
         if np.any(data.p[l - 1]):
