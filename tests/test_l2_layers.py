@@ -1,5 +1,5 @@
 """Layer-structured LipSDP (l2-fast, l2-opt): soundness against the exact l2 FGL, feasible-point sanity
-against LipSDP-Neuron, the product bound, scale covariance and the block LDL^T certificate."""
+against LipSDP-Neuron, the product bound, scale covariance and the shifted block Cholesky certificate."""
 from __future__ import annotations
 
 import math

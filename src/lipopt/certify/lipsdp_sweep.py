@@ -29,6 +29,18 @@ from .row_sums import add_bounds, chain_bound, err_sums, row_sum, symmetrise
 MARGINS = (1e-9, 1e-6, 1e-3)   # relative increases of rho tried until the last pivot is proved
 
 
+def u_outer(data, rho: float):
+    """fl(fl(u u^T) / rho) and row sums bounding its distance to the exact (u + e)(u + e)^T / rho (e the
+    error of the computed u, |e| <= u_err): |u||e|^T + |e||u|^T + |e||e|^T + 2 U |u u^T|, over rho, and
+    the division's rounding."""
+    au, eu = np.abs(data.u), data.u_err
+    su, se = float(sum_up(au)), float(sum_up(eu))
+    uu = np.outer(data.u, data.u)
+    if rho != 1.0:
+        uu /= rho
+    return uu, next_up((au * se + eu * su + eu * se + 3 * U * au * su) / rho * (1 + 4 * U) + TINY)
+
+
 def p_term(data: LayerData, l: int, tp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """W_l^T diag(tp) W_l (float) and row sums of a symmetric bound on its rounding (each entry a length-k
     dot product of rounded scaled entries: 4 gamma_{k+4} |W|^T |tp| |W|, sparse or dense product alike)."""
@@ -113,14 +125,12 @@ def certified_closed_form(data: LayerData, boost: bool = True, margins: tuple = 
         raise SolverFailure("the closed-form multipliers lost positive definiteness") from None
     F = float(data.u @ sla.cho_solve(cf, data.u, check_finite=False))
     del cf
-    au, eu = np.abs(data.u), data.u_err
-    su, se = float(sum_up(au)), float(sum_up(eu))
     best = None
     for i, margin in enumerate(margins):
         rho = up(F * (1 + margin))
-        B = Yd - np.outer(data.u, data.u) / rho
-        # |(u + e)(u + e)^T - fl(fl(u u^T) / rho) rho| <= |u||e|^T + |e||u|^T + |e||e|^T + 2 U |u u^T|, over rho
-        uterm = next_up((au * se + eu * su + eu * se + 3 * U * au * su) / rho * (1 + 4 * U) + TINY)
+        uu, uterm = u_outer(data, rho)
+        B = Yd - uu
+        del uu
         rows = add_bounds(yrows, uterm, U * row_sum(np.abs(B), 1))
         Rd, alpha_d, Erows_d = factor_pivot(B, rows, rows, known)
         del B, Rd

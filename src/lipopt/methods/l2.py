@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import memory
 from ..certify.block_chol import block_cholesky_lambda_min
-from ..certify.lipsdp_sweep import certified_closed_form, p_term, sub_block
+from ..certify.lipsdp_sweep import certified_closed_form, p_term, sub_block, u_outer
 from ..certify.row_sums import add_bounds, err_sums, lipschitz_from_lmi
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
@@ -108,12 +108,9 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
                 B += P
                 terms.append(prod)
             if l == d:
-                uu = np.outer(data.u, data.u)
-                au, eu = np.abs(data.u), data.u_err
+                uu, uterm = u_outer(data, 1.0)
                 B -= uu
-                # |(u + e)(u + e)^T - fl(u u^T)| <= |u||e|^T + |e||u|^T + |e||e|^T + U |u u^T|
-                su, se = float(sum_up(au)), float(sum_up(eu))
-                terms += [au * se, eu * su, eu * se, 2 * U * au * su]
+                terms.append(uterm)
             rB, cB = err_sums(np.abs(B))      # 4 U (|B| + |B|^T): symmetric even where the float B is not
             terms.append(4 * U * (rB + cB))
             rows = add_bounds(*terms)
