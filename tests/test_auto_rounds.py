@@ -100,8 +100,8 @@ def test_no_second_round_for_a_leader_that_stops_by_itself(monkeypatch):
 
 
 def test_mip_is_not_started_when_its_setup_exceeds_the_time_left(monkeypatch):
-    net = _net((10, 12, 12, 1), seed=3)
-    x0 = np.zeros(10)
+    net = _net((8, 10, 10, 1), seed=3)
+    x0 = np.zeros(8)
     dom = Box(x0 - 0.5, x0 + 0.5)
     full = exact_lipschitz_mip(net, np.ones(1), dom, "inf", time_limit=30.0)
     # a setup cost per nonzero that no limit can cover: the solve is skipped, the bound is the trivial one
@@ -116,8 +116,8 @@ def test_mip_is_not_started_when_its_setup_exceeds_the_time_left(monkeypatch):
 
 
 def test_mip_refuses_from_shapes_before_building_when_setup_cannot_fit(monkeypatch):
-    net = _net((10, 12, 12, 1), seed=3)
-    dom = Box(np.full(10, -0.5), np.full(10, 0.5))
+    net = _net((8, 10, 10, 1), seed=3)
+    dom = Box(np.full(8, -0.5), np.full(8, 0.5))
     monkeypatch.setattr(mip_module, "HIGHS_SETUP_PER_NONZERO", 1e3)
     monkeypatch.setattr(mip_module, "build_mip", lambda *a, **k: pytest.fail("the model was built"))
     with pytest.raises(SolverFailure, match="setup alone"):

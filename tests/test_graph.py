@@ -138,7 +138,7 @@ def test_graph_bounds_never_below_enumerated_fgl():
     assert all(tight), tight  # each is exact on some nets: the comparison is not vacuous
 
 
-def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=10, seed0=40000):
+def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=5, seed0=40000):
     """Every upper-bound method declaring graph support, through the API (registry runners)."""
     tight = {name: 0 for name in UPPER_GRAPH_METHODS}
     for g, c, norm, domain in _problems(n_nets, 1024, seed0):
@@ -153,6 +153,11 @@ def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=10, seed0=40000):
     assert all(tight[n] for n in ("product", "interval", "auto")), tight
     assert {"product", "interval", "auto", "l2-fast", "l2-opt"} <= set(UPPER_GRAPH_METHODS)
 
+
+
+@pytest.mark.slow
+def test_graph_upper_methods_never_below_enumerated_fgl_more():
+    test_graph_upper_methods_never_below_enumerated_fgl(n_nets=20, seed0=40000)
 
 def _lower_checks(problems):
     for g, c, norm, domain in problems:
