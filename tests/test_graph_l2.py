@@ -79,6 +79,31 @@ def _residual_or_dag(s):
     return random_residual(s, act) if s % 2 else random_dag(s, act)
 
 
+def _pool_seeds(seeds) -> list:
+    """random_pool graphs (no activated layer after the pool: lifted with tournaments) the FGL enumerates."""
+    from graph_nets import random_pool, vertex_count
+    return [s for s in seeds if vertex_count(random_pool(s, ACTS[s % 3]), graph_slopes(random_pool(s, ACTS[s % 3]), None))
+            <= 2 ** 14]
+
+
+def _pool(s):
+    from graph_nets import random_pool
+    return random_pool(s, ACTS[s % 3])
+
+
+def test_pooled_graphs_never_below_enumerated_fgl():
+    seeds = _pool_seeds(range(5))
+    assert len(seeds) >= 4
+    _check(seeds, _pool)       # about 200 more in the slow test
+
+
+@pytest.mark.slow
+def test_pooled_graphs_never_below_enumerated_fgl_many():
+    seeds = _pool_seeds(range(3000, 3212))
+    assert len(seeds) >= 200
+    _check(seeds, _pool)
+
+
 def test_lifted_graphs_never_below_enumerated_fgl():
     _check(range(6), _residual_or_dag)       # 304 more in the slow test
 
@@ -93,9 +118,14 @@ def test_tail_split_and_refusals():
     k = lift_start(g)
     assert g.nodes[k].kind == "maxpool" and g.nodes[-1].kind == "affine"
     assert lift_start(graph_with_tail(0)) == 0      # a residual block lifts whole
-    # no affine layer followed by an activation after the last graph node: refused with the registry's reason
-    bare = random_graph(1)   # a pool / add / concat, then the output affine
-    with pytest.raises(InvalidInputError, match="part after the last max pool"):
+    # no activated layer after the last max pool: the pools are lifted (tournaments) from the input on
+    pooled = random_graph(1)   # affine -> act -> pool (-> add / concat), then the output affine
+    assert lift_start(pooled) == 0
+    # no affine layer followed by an activation anywhere: refused with the registry's reason
+    rng = np.random.default_rng(0)
+    b = GraphBuilder((1, 4))
+    bare = b.finish(_dense(b, b.maxpool(b.layer(0, ActLayer("act", "relu")), 2, 2, 0, 1, False), 2, rng))
+    with pytest.raises(InvalidInputError, match="affine layer followed by an activation"):
         upper_bound(bare, norm="2", c=np.ones(bare.output_size), method="l2-fast", lower=False)
     with pytest.raises(InvalidInputError, match="supports norms 2"):
         upper_bound(g, norm="inf", c=np.ones(g.output_size), method="l2-opt", lower=False)

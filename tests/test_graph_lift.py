@@ -9,7 +9,7 @@ from graph_nets import random_dag, random_residual
 from lipopt.domain import Ball, Box
 from lipopt.exact.enumerate import exact_fgl
 from lipopt.graph_bounds import enumerate_fgl, graph_slopes, jacobian_at
-from lipopt.model.graph_lift import lift, liftable, lifted_slopes
+from lipopt.model.graph_lift import POOL_RELU, lift, liftable, lifted_slopes
 
 ACTS = ("relu", "leaky_relu", "tanh", "gelu")
 
@@ -62,9 +62,52 @@ def test_lifted_fgl_equals_the_graphs(seed):
         assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (seed, norm)
 
 
-def test_pools_do_not_lift():
+def test_pools_lift_only_when_asked():
     from graph_nets import random_pool
     g = random_pool(1)
-    assert not liftable(g)
-    with pytest.raises(ValueError):
-        lift(g)
+    assert liftable(g) and not liftable(g, pools=False)
+
+
+def _pool_case(seed):
+    from graph_nets import random_pool
+    g = random_pool(seed, ACTS[seed % 4])
+    rng = np.random.default_rng(seed + 5)
+    x0 = rng.normal(size=g.input_size)
+    domain = [None, Ball(x0, 0.3, "inf"), Box(x0 - 0.2, x0 + 0.4)][seed % 3]
+    return g, rng.normal(size=g.output_size), domain
+
+
+def _enumerable(seed) -> bool:
+    from graph_nets import vertex_count
+    g, _, domain = _pool_case(seed)
+    sl = graph_slopes(g, domain)
+    box = lifted_slopes(g, lift(g), sl.lo, sl.hi)
+    free = sum(int(np.count_nonzero(lo < hi)) for lo, hi in zip(box.lo, box.hi))
+    return free <= 16 and vertex_count(g, sl) <= 2 ** 16
+
+
+POOL_SEEDS = [s for s in range(40) if _enumerable(s)]
+
+
+def test_pool_seeds_cover_every_domain():
+    assert len(POOL_SEEDS) >= 30 and {s % 3 for s in POOL_SEEDS} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("seed", POOL_SEEDS)
+def test_pool_tournaments_keep_the_fgl(seed):
+    """Max pools lift as tournaments b + relu(a - b): at the [0, 1] box's vertices the chain's Jacobians are
+    the graph's window selections, so globally the FGLs are equal; a local domain can fix a window's
+    maximum, which the chain does not know: never below there."""
+    g, c, domain = _pool_case(seed)
+    lifted = lift(g)
+    assert any(j == POOL_RELU for layer in lifted.parts for j, _ in layer)
+    sl = graph_slopes(g, domain)
+    box = lifted_slopes(g, lifted, sl.lo, sl.hi)
+    for norm in ("2", "inf", "1"):
+        a = enumerate_fgl(g, c, norm, sl)
+        b = exact_fgl(lifted.net, c, norm, box)
+        b = getattr(b, "value", b)
+        if domain is None:
+            assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (seed, norm)
+        else:
+            assert b >= a * (1 - 1e-9) - 1e-12, (seed, norm)

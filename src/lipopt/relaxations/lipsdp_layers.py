@@ -257,7 +257,7 @@ def multiplier_rule(K: np.ndarray, m: np.ndarray, p: np.ndarray, boost: bool) ->
     return base * np.clip(narrow, 1.0, NARROW_CAP) if boost else np.full(len(m), base)
 
 
-def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 500,
+def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 2000,
            barriers: tuple = BARRIERS, sweep: float = 0.0) -> list:
     """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t,
     so log F is convex in t; in log t the steps are scale-free). Plain descent runs into the boundary of
