@@ -53,13 +53,17 @@ def test_lifted_fgl_equals_the_graphs(seed):
     c = rng.normal(size=g.output_size)
     x0 = rng.normal(size=g.input_size)
     domain = [None, Ball(x0, 0.3, "inf"), Box(x0 - 0.2, x0 + 0.4)][seed % 3]
+    for norm, a, b in _fgl_pairs(g, lifted, c, domain):
+        assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (seed, norm)
+
+
+def _fgl_pairs(g, lifted, c, domain):
+    """(norm, the graph's enumerated FGL, the lifted chain's exact FGL) for l2, l_inf, l1."""
     sl = graph_slopes(g, domain)
     box = lifted_slopes(g, lifted, sl.lo, sl.hi)
     for norm in ("2", "inf", "1"):
-        a = enumerate_fgl(g, c, norm, sl)
         b = exact_fgl(lifted.net, c, norm, box)
-        b = getattr(b, "value", b)
-        assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (seed, norm)
+        yield norm, enumerate_fgl(g, c, norm, sl), getattr(b, "value", b)
 
 
 def test_pools_lift_only_when_asked():
@@ -101,12 +105,7 @@ def test_pool_tournaments_keep_the_fgl(seed):
     g, c, domain = _pool_case(seed)
     lifted = lift(g)
     assert any(j == POOL_RELU for layer in lifted.parts for j, _ in layer)
-    sl = graph_slopes(g, domain)
-    box = lifted_slopes(g, lifted, sl.lo, sl.hi)
-    for norm in ("2", "inf", "1"):
-        a = enumerate_fgl(g, c, norm, sl)
-        b = exact_fgl(lifted.net, c, norm, box)
-        b = getattr(b, "value", b)
+    for norm, a, b in _fgl_pairs(g, lifted, c, domain):
         if domain is None:
             assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (seed, norm)
         else:
