@@ -91,7 +91,7 @@ def _lift(g: GraphNetwork, start: int) -> LiftedChain:
             expr[i] = {i: None}
         elif n.kind == "maxpool":
             materialise(n.inputs[0])       # the tournament reads single entries of one value
-            expr[i] = _tournament(i, n, n.inputs[0], size, mat, key)
+            expr[i] = _tournament(i, n, size, mat, key)
         elif n.kind == "affine":
             materialise(n.inputs[0])       # W reads one value: no product of matrices
             expr[i] = {n.inputs[0]: n.W}
@@ -138,8 +138,8 @@ def _part(nodes, j: int) -> int:
     return j if nodes[j].kind == "act" else -1
 
 
-def _tournament(i: int, n, j: int, size: list, mat: dict, key: dict) -> dict:
-    """A max pool over value j as rounds of max(a, b) = b + relu(a - b): each round pairs the candidates
+def _tournament(i: int, n, size: list, mat: dict, key: dict) -> dict:
+    """Max pool node i (node n) over its input value as rounds of max(a, b) = b + relu(a - b): each round pairs the candidates
     of every window and materialises their differences as tournament neurons (ids appended to ``size``).
     Returns the pool's expression. Candidates are rows of an expression whose matrices have entries in
     {-1, 0, 1} (disjoint supports within a window), so every row operation below is exact."""
@@ -147,6 +147,7 @@ def _tournament(i: int, n, j: int, size: list, mat: dict, key: dict) -> dict:
     if not all(cand):
         raise ValueError("a max pool window has no input (all padding)")
     rounds = int(np.ceil(np.log2(max(map(len, cand)))))
+    j = n.inputs[0]
     E = {j: sp.eye_array(size[j], format="csr")}        # candidate rows over the sources
     for t in range(1, rounds + 1):
         a = [c[p] for c in cand for p in range(0, len(c) - 1, 2)]
@@ -161,7 +162,7 @@ def _tournament(i: int, n, j: int, size: list, mat: dict, key: dict) -> dict:
                                       format="csr"))
         new, k = [], 0
         for c in cand:
-            pairs = (len(c)) // 2
+            pairs = len(c) // 2
             new.append([n_rows + k + q for q in range(pairs)] + ([c[-1]] if len(c) % 2 else []))
             k += pairs
         cand = new
@@ -187,7 +188,7 @@ def lifted_slopes(g: GraphNetwork, lifted: LiftedChain, lo: tuple, hi: tuple) ->
     pos = {i: k for k, i in enumerate(g.act_nodes)}
     L, H = [], []
     for layer in lifted.parts:
-        L.append(np.concatenate([np.asarray(lo[pos[j]], float) if j >= 0 else np.full(s, float(j == -1))
+        L.append(np.concatenate([np.asarray(lo[pos[j]], float) if j >= 0 else np.full(s, 0.0 if j == POOL_RELU else 1.0)
                                  for j, s in layer]))
         H.append(np.concatenate([np.asarray(hi[pos[j]], float) if j >= 0 else np.ones(s) for j, s in layer]))
     return SlopeBox(tuple(L), tuple(H))
