@@ -91,8 +91,8 @@ def _pool_seeds(seeds) -> list:
 
 
 def test_pooled_graphs_never_below_enumerated_fgl():
-    seeds = _pool_seeds(range(5))
-    assert len(seeds) >= 4
+    seeds = _pool_seeds(range(3))
+    assert len(seeds) >= 2
     _check(seeds, _pool)       # about 200 more in the slow test
 
 

@@ -11,6 +11,7 @@ from lipopt.domain import Ball
 from lipopt.exact.mip import build_mip, exact_lipschitz_mip, point_to_columns
 
 
+@pytest.mark.slow   # a zoo model end to end (~14 s, mostly time limits): with the slow tests, which CI runs too
 def test_mip_upper_never_below_a_certified_witness():
     net = lipopt.load(zoo_model_path("pruned90", "npz"))
     X, _ = mnist_test(1)
