@@ -55,6 +55,10 @@ def _check(seeds, make=None):
         assert opt.upper_bound >= fgl, (s, opt.upper_bound, fgl)
         assert opt.upper_bound <= fast.upper_bound * (1 + 1e-9)
         assert fast.upper_bound == 0.0 or fast.details["graph_head_norm"] > 0
+        # lipsdp: the same lifted chain's full LipSDP-Neuron, by SDPA
+        sdp = upper_bound(g, norm="2", c=c, domain=domain, method="lipsdp", lower=False, time_limit=10)
+        assert sdp.upper_bound >= fgl, (s, sdp.upper_bound, fgl)
+        assert sdp.details["tail_widths"] == fast.details["tail_widths"]
         # l2-weighted: the l_inf / l1 bound from the same certificate (weighted Cauchy-Schwarz)
         for norm in ("inf", "1"):
             fgl_q = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
@@ -101,6 +105,44 @@ def test_pooled_graphs_never_below_enumerated_fgl_many():
     seeds = _pool_seeds(range(3000, 3212))
     assert len(seeds) >= 200
     _check(seeds, _pool)
+
+
+def _pool_cnn(seed: int, C: int = 2, H: int = 6):
+    """input H*H -> conv-like dense C x H x H -> relu -> max pool 2 -> dense 3: lifted with tournaments."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder((H * H,))
+    a = b.layer(b.affine(0, rng.normal(size=(C * H * H, H * H)) / H, rng.normal(size=C * H * H) * 0.1, (C, H, H)),
+                ActLayer("act", "relu"))
+    p = b.maxpool(a, 2)
+    n1 = b.nodes[p].size
+    return b.finish(b.affine(p, rng.normal(size=(3, n1)) / np.sqrt(n1), np.zeros(3), (3,))), rng.normal(size=3)
+
+
+def test_lipsdp_reaches_below_the_product_where_the_closed_form_does_not():
+    """On a lifted max pool the closed form (ECLipsE-Fast) is above the product bound (8.35 vs 2.63 on seed 0);
+    the full LipSDP of the same chain is below it (1.852), and above the sampled lower bound."""
+    g, c = _pool_cnn(0)
+    sdp = upper_bound(g, norm="2", c=c, method="lipsdp", lower=False, time_limit=60)
+    prod = upper_bound(g, norm="2", c=c, method="product", lower=False).upper_bound
+    fast = upper_bound(g, norm="2", c=c, method="l2-fast", lower=False).upper_bound
+    low = lipopt.lower_bound(g, norm="2", c=c, time_limit=5).lower_bound
+    assert sdp.details["lift_start"] == 0 and sdp.details["identity_neurons"] > 0
+    assert low <= sdp.upper_bound < 0.8 * prod < fast
+
+
+def test_auto_runs_lipsdp_on_graphs_only_where_its_estimate_fits():
+    """auto's estimate for lipsdp on a graph comes from the lifted chain (SDPA ~ nnz^2 + order^3): seconds on
+    the small pooled CNN, where auto then runs it, and beyond twice the default 60 s budget on LeNet-5 (SDPA
+    takes 77 s on its dense tail), where auto skips it (auto starts a method up to 2x its estimate early)."""
+    from lipopt.datasets import zoo_model_path
+    from lipopt.methods.auto import AUTO_BUDGET, SKIP_FACTOR, estimate
+    from lipopt.methods.graph_l2 import lipsdp_seconds
+    g, c = _pool_cnn(0)
+    assert 0.5 < lipsdp_seconds(g) < 10
+    lenet = lipopt.load(zoo_model_path("lenet5", "onnx"))
+    assert lipsdp_seconds(lenet) > SKIP_FACTOR * AUTO_BUDGET
+    problem = lipopt.api.make_problem(lenet, np.eye(10)[0], "2", None, "linear", {})
+    assert estimate(problem, "lipsdp", {}) == lipsdp_seconds(lenet)
 
 
 def test_lifted_graphs_never_below_enumerated_fgl():

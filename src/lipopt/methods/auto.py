@@ -18,6 +18,7 @@ import time
 
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
+from ..model.graph import GraphNetwork
 from ..polynomial import SlopeBox
 from ..problem import Problem
 from ..relaxations.krivine import precheck_size
@@ -52,6 +53,9 @@ def estimate(problem: Problem, name: str, opts: dict) -> float | None:
         except (InvalidInputError, MemoryError):
             return None
         return cols * AUTO_SECONDS_PER_LP_COLUMN
+    if name == "lipsdp" and isinstance(net, GraphNetwork):
+        from .graph_l2 import lipsdp_seconds
+        return lipsdp_seconds(net)
     if name in ("sdp", "lipsdp"):
         return AUTO_SDP_SECONDS * (order * (1 + max(0, net.depth - 1))) ** 3
     if name == "sdp2":

@@ -57,6 +57,24 @@ def l2_widths(net) -> tuple:
     return tuple(lift(net, lift_start(net)).net.widths)
 
 
+# SDPA on LipSDP-Neuron, about 23 interior-point iterations, each ~ nnz^2 (the Schur complement of the
+# multipliers, one per neuron, whose matrices hold their weight rows) plus N^3 (the matrix order): fitted
+# on 6 chains (widths 20-200, 2-4 hidden layers, dense) and a lifted max pool (sparse rows): 8-76 s, within
+# a factor 1.5; LeNet-5's tail 77 s against 73 predicted (the chains' own estimate, in auto, sees only
+# the order: off by 0.2-13x on the same runs)
+SDPA_ITERATIONS, SDPA_PER_NNZ2, SDPA_PER_ORDER3 = 23, 2.5e-9, 2.2e-9
+SDPA_SAFETY = 2.0   # the fit's spread and a loaded machine (LeNet-5's tail: over 120 s beside a test run)
+
+
+def lipsdp_seconds(g: GraphNetwork) -> float:
+    """auto's estimate for ``lipsdp`` on a graph: SDPA on the lifted chain's LipSDP-Neuron, from shapes, at
+    the upper end (auto starts a method that stops by itself up to SKIP_FACTOR x its estimate early)."""
+    net = lift(g, lift_start(g)).net
+    nnz = float(sum(W.nnz for W in net.weights))
+    order = 1.0 + sum(net.widths[:-1])
+    return SDPA_SAFETY * SDPA_ITERATIONS * (SDPA_PER_NNZ2 * nnz ** 2 + SDPA_PER_ORDER3 * order ** 3)
+
+
 def tail_check(problem) -> str | None:
     """The registry's shape check: a graph needs an affine layer then an activation after ``lift_start``."""
     if not is_graph(problem.net):
@@ -73,17 +91,24 @@ tail_check.graphs_only = True   # chains always pass; its refusals are tested on
 
 
 def graph_l2_runner(mode: str):
+    """The graph runner of ``l2-fast`` / ``l2-opt`` (``mode`` "fast" / "opt") and of ``lipsdp`` ("sdp": the
+    full LipSDP-Neuron of the same lifted chain, solved by an SDP solver and certified like a chain's)."""
     def run(g: GraphNetwork, vec, norm: str, slopes, opts: dict) -> MethodOutput:
         from ..graph_bounds import node_norm_bounds
         from .l2 import _with_deadline
-        from .sdp import _sdp_output
+        from .sdp import _sdp_output, lipsdp_neuron
         t0 = time.perf_counter()
         k = lift_start(g)
         lifted = lift(g, k)
         net = lifted.net
         box = lifted_slopes(g, lifted, slopes.lo, slopes.hi)
         head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes)[k]
-        out = _sdp_output(_with_deadline(net, vec, box, mode, opts.get("time_limit")))
+        limit = opts.get("time_limit")
+        if mode == "sdp":
+            left = None if limit is None else float(limit) - (time.perf_counter() - t0)   # the lift's time counts
+            out = _sdp_output(lipsdp_neuron(net, vec, box, solver=opts.get("sdp_solver", "sdpa"), time_limit=left))
+        else:
+            out = _sdp_output(_with_deadline(net, vec, box, mode, limit))
         ub = finite_upper(relative_up(out.upper * head, 2))
         return replace(out, upper=ub, raw=None if out.raw is None else out.raw * head,
                        timings={**out.timings, "total": time.perf_counter() - t0},
