@@ -18,7 +18,7 @@ from lipopt import api  # noqa: E402
 from lipopt.api import lower_bound, upper_bound  # noqa: E402
 from lipopt.baselines.product import _op_norm  # noqa: E402
 from lipopt.domain import Ball, Box  # noqa: E402
-from lipopt.errors import InvalidInputError  # noqa: E402
+from lipopt.errors import InvalidInputError, SolverFailure  # noqa: E402
 from lipopt.graph_bounds import enumerate_fgl, global_graph_slopes, graph_product_bound, graph_slopes  # noqa: E402
 from lipopt.methods import METHODS  # noqa: E402
 from lipopt.model import GraphNetwork, Network, load  # noqa: E402
@@ -141,14 +141,23 @@ def test_graph_bounds_never_below_enumerated_fgl():
 def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=5, seed0=40000):
     """Every upper-bound method declaring graph support, through the API (registry runners)."""
     tight = {name: 0 for name in UPPER_GRAPH_METHODS}
+    sdp_runs = sdp_failed = 0
     for g, c, norm, domain in _problems(n_nets, 1024, seed0):
         fgl = enumerate_fgl(g, c, norm, graph_slopes(g, domain))
         for name in UPPER_GRAPH_METHODS:
             if METHODS[name].capabilities.refuse(api.make_problem(g, c, norm, domain, "linear", {})):
                 continue   # l2-only methods, or a graph without an activated chain tail (tests/test_graph_l2.py)
-            ub = upper_bound(g, norm=norm, c=c, domain=domain, method=name, lower=False, time_limit=5).upper_bound
+            sdp_runs += name == "lipsdp"
+            try:
+                ub = upper_bound(g, norm=norm, c=c, domain=domain, method=name, lower=False, time_limit=5).upper_bound
+            except SolverFailure:
+                if name != "lipsdp":   # SDPA's pdINF on ~2 % of lifted chains (tests/test_graph_l2.py): reported
+                    raise
+                sdp_failed += 1
+                continue
             assert ub >= fgl, (name, norm, domain, ub, fgl)
             tight[name] += ub <= fgl * (1 + 1e-9)
+    assert sdp_failed <= max(1, sdp_runs // 20), (sdp_failed, sdp_runs)
     # each method that applies to these nets is exact on some: the comparison is not vacuous
     assert all(tight[n] for n in ("product", "interval", "auto")), tight
     assert {"product", "interval", "auto", "l2-fast", "l2-opt"} <= set(UPPER_GRAPH_METHODS)
