@@ -18,12 +18,12 @@ import time
 
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
-from ..model.graph import GraphNetwork
 from ..polynomial import SlopeBox
 from ..problem import Problem
 from ..relaxations.krivine import precheck_size
 from .base import CLOSE_GAP, MethodOutput, normalised
 from .exact import exact_session
+from .graph import is_graph
 
 AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
 AUTO_FIRST_SEARCH = 2.0      # seconds at most (a quarter of the budget) for the first exact search
@@ -53,7 +53,7 @@ def estimate(problem: Problem, name: str, opts: dict) -> float | None:
         except (InvalidInputError, MemoryError):
             return None
         return cols * AUTO_SECONDS_PER_LP_COLUMN
-    if name == "lipsdp" and isinstance(net, GraphNetwork):
+    if name == "lipsdp" and is_graph(net):
         from .graph_l2 import lipsdp_seconds
         return lipsdp_seconds(net)
     if name in ("sdp", "lipsdp"):
