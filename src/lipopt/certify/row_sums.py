@@ -52,3 +52,23 @@ def lipschitz_from_lmi(rho: float, nu: float, R2: float) -> tuple[float, float]:
     """(certified rho', sqrt(rho') rounded up): rho' = rho + max(0, -nu) R^2 (lipsdp's theorem)."""
     rho_c = rho if nu >= 0 else sum_up([rho, up(-nu * R2)])
     return rho_c, up(math.sqrt(max(rho_c, 0.0)))
+
+
+def lmi_bound(rho: float, bound, R2: float, margin: float) -> tuple[float, float, dict]:
+    """(rho', L, info) from a block certificate ``bound`` (nu, nu_blocks, residual) of Z(rho, .)."""
+    rho_c, L = lipschitz_from_lmi(rho, bound.nu, R2)
+    return rho_c, L, {"rho": rho, "rho_certified": rho_c, "nu": bound.nu, "nu_blocks": bound.nu_blocks,
+                      "residual": bound.residual, "rho_margin": margin}
+
+
+def over_margins(F: float, margins: tuple, attempt) -> tuple[float, float, dict]:
+    """The best (rho', L, info) of ``attempt(rho, margin)`` for rho = F (1 + margin), margins in turn: a
+    larger margin starts at F (1 + next margin), so stop when that cannot beat the certificate so far."""
+    last = None
+    for i, margin in enumerate(margins):
+        rho_c, L, info = attempt(up(F * (1 + margin)), margin)
+        if last is None or L < last[1]:
+            last = (rho_c, L, info)
+        if info["nu"] >= 0 or i + 1 == len(margins) or rho_c <= F * (1 + margins[i + 1]):
+            break
+    return last

@@ -11,7 +11,7 @@ import numpy as np
 from .. import memory
 from ..certify.block_chol import block_cholesky_lambda_min
 from ..certify.lipsdp_sweep import certified_closed_form, p_term, sub_block, u_outer
-from ..certify.row_sums import add_bounds, err_sums, lipschitz_from_lmi
+from ..certify.row_sums import add_bounds, err_sums, lmi_bound, over_margins
 from ..errors import InvalidInputError, OutOfTime, SolverFailure
 from ..model import Network
 from ..polynomial import SlopeBox
@@ -90,12 +90,11 @@ def l2_precheck(problem, opts) -> None:
 def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
     """Certified (rho', L) for Z(rho, rho t), trying rho = F (1 + margin) for the margins in MARGINS."""
     d = len(data.W)
-    last = None
     # at conv-layer orders the 1e-9 margin's pivots are rarely definite and each try costs seconds;
     # 1e-6 loses at most 5e-7 of the bound
     margins = MARGINS[1:] if sum(len(x) for x in t) > LARGE_ORDER else MARGINS
-    for i, margin in enumerate(margins):
-        rho = up(F * (1 + margin))
+
+    def attempt(rho, margin):
         tau = [rho * x for x in t]
         diag, derr, sub, serr = [], [], [], []
         for l in range(d + 1):
@@ -130,15 +129,9 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
         serr = [tuple(next_up(np.ldexp(e, k[l + 1] + k[l]) + TINY) for e in E) for l, E in enumerate(serr)]
         R2s = sum_up([up(math.ldexp(g, -2 * kl)) for g, kl in zip(data.growth, k)])
         bb = block_cholesky_lambda_min(diag, derr, sub, serr)
-        rho_c, L = lipschitz_from_lmi(rho, bb.nu, R2s)
-        info = {"rho": rho, "rho_certified": rho_c, "nu": bb.nu, "nu_blocks": bb.nu_blocks,
-                "residual": bb.residual, "rho_margin": margin}
-        if last is None or L < last[1]:
-            last = (rho_c, L, info)
-        # a larger margin starts at F (1 + next margin): stop when that cannot beat this certificate
-        if bb.nu >= 0 or i + 1 == len(margins) or rho_c <= F * (1 + margins[i + 1]):
-            break
-    return last
+        return lmi_bound(rho, bb, R2s, margin)
+
+    return over_margins(F, margins, attempt)
 
 
 RACE_SHARE = 0.2   # refinement: each of the two LMIs gets this share of the time before the better one goes on
@@ -157,25 +150,11 @@ def _race(wide, t_wide, F_wide, data, own, deadline, sweep):
     return wide, t_wide, F_wide, t_w
 
 
-def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "fast",
-                  time_limit: float | None = None) -> SDPBound:
-    """Certified l2 bound on c^T f from layer-structured LipSDP multipliers: ``mode`` "fast" (closed form)
-    or "opt" (closed form, then L-BFGS refinement until the time limit)."""
-    t_start = time.perf_counter()
-    if mode not in ("fast", "opt"):
-        raise InvalidInputError(f"mode must be fast or opt; got {mode!r}")
-    memory.require(estimate_bytes(net.widths), f"the layer-structured LipSDP (widths {list(net.widths)})",
-                   "--method product fits")
-    data = layer_data(net, c, slopes)
-    sizes = {"order": int(sum(net.widths[:-1])), "layers": net.depth}
-    if data is None:
-        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
-                        sizes=sizes, timings={"total": time.perf_counter() - t_start},
-                        details={"note": "a hidden layer has every slope 0: c^T f is constant"})
-    if not np.any(data.u) and not np.any(data.u_err):
-        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
-                        sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
-    slopes = check_slopes(net, slopes)
+def closed_form_starts(net: Network, c, slopes: SlopeBox, data: LayerData, t_start: float,
+                       time_limit: float | None, share: float = 0.5):
+    """The certified closed-form starts (``certified_closed_form``): (best (data, t, F) by F, own (t, F): the
+    best on the box's own LMI, certified L and its info, the slowest start's seconds, the last failure).
+    No start is begun that would end past ``share`` of ``time_limit`` (judged by the last one's time)."""
     end = None if time_limit is None else t_start + float(time_limit)
     starts = [(data, True)]
     if any(np.any(p) for p in data.p) and all(np.all(np.asarray(lo, float) >= 0) for lo in slopes.lo):
@@ -208,8 +187,32 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         # at conv-layer orders each start costs seconds: the rest are skipped when they would leave less
         # than half the budget for the certificate and the refinement
         spent = time.perf_counter() - t_start
-        if end is not None and spent + (time.perf_counter() - t0) > 0.5 * time_limit:
+        if end is not None and spent + (time.perf_counter() - t0) > share * time_limit:
             break
+    return best, own, L, info, t_one, failure
+
+
+def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "fast",
+                  time_limit: float | None = None) -> SDPBound:
+    """Certified l2 bound on c^T f from layer-structured LipSDP multipliers: ``mode`` "fast" (closed form)
+    or "opt" (closed form, then L-BFGS refinement until the time limit)."""
+    t_start = time.perf_counter()
+    if mode not in ("fast", "opt"):
+        raise InvalidInputError(f"mode must be fast or opt; got {mode!r}")
+    memory.require(estimate_bytes(net.widths), f"the layer-structured LipSDP (widths {list(net.widths)})",
+                   "--method product fits")
+    data = layer_data(net, c, slopes)
+    sizes = {"order": int(sum(net.widths[:-1])), "layers": net.depth}
+    if data is None:
+        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
+                        sizes=sizes, timings={"total": time.perf_counter() - t_start},
+                        details={"note": "a hidden layer has every slope 0: c^T f is constant"})
+    if not np.any(data.u) and not np.any(data.u_err):
+        return SDPBound(upper=0.0, raw=0.0, status="optimal", method=f"lipsdp-layers-{mode}", norm="2",
+                        sizes=sizes, timings={"total": time.perf_counter() - t_start}, details={})
+    slopes = check_slopes(net, slopes)
+    end = None if time_limit is None else t_start + float(time_limit)
+    best, own, L, info, t_one, failure = closed_form_starts(net, c, slopes, data, t_start, time_limit)
     if best is None:
         raise failure
     own_data = data

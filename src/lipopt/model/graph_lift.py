@@ -38,6 +38,18 @@ class LiftedChain:
     net: Network            # weights exact; its activations are placeholders (the slope box defines the LMI)
     parts: tuple            # per hidden layer: ((act node index or -1 for identity, size), ...) in row order
     n_identity: int         # identity neurons (carries and materialised linear nodes)
+    dag: tuple = ()         # (inputs, output): the same map without carries (``DagInputs``)
+
+
+@dataclass(frozen=True)
+class DagInputs:
+    """The lifted chain without its carries: hidden layer l's *new* value (the last part of ``parts[l-1]``)
+    has pre-activation sum_j A_j x_j over earlier values x_j (j = 0: the start, j = k: layer k's new
+    value), exact matrices from the lift; the output is sum_j B_j x_j. A carry only copies a value, so
+    substituting it changes no gradient: the LMI on these values is the chain's restricted to the
+    subspace where every carry equals its origin."""
+    inputs: tuple           # per hidden layer l = 1..d: ((j, A_j as CSR), ...), j < l
+    output: tuple           # ((j, B_j as CSR), ...)
 
 
 def liftable(g: GraphNetwork, start: int = 0, pools: bool = True) -> bool:
@@ -129,7 +141,13 @@ def _lift(g: GraphNetwork, start: int) -> LiftedChain:
     n_id = int(sum(s for layer in parts for j, s in layer if j == -1))
     net = build_network(weights, [np.zeros(W.shape[0]) for W in weights], ["relu"] * (len(weights) - 1),
                         source="the lifted graph")
-    return LiftedChain(net=net, parts=parts, n_identity=n_id)
+    pos = {start: 0, **{j: i + 1 for i, j in enumerate(order)}}
+
+    def terms(e):
+        return tuple((pos[s], sp.csr_array(_block(e[s], size[s] if e[s] is None else e[s].shape[0], size[s])))
+                     for s in sorted(e, key=pos.get))
+    dag = DagInputs(inputs=tuple(terms(mat[j]) for j in order), output=terms(expr[out]))
+    return LiftedChain(net=net, parts=parts, n_identity=n_id, dag=dag)
 
 
 def _part(nodes, j: int) -> int:

@@ -258,18 +258,20 @@ def multiplier_rule(K: np.ndarray, m: np.ndarray, p: np.ndarray, boost: bool) ->
 
 
 def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 2000,
-           barriers: tuple = BARRIERS, sweep: float = 0.0) -> list:
+           barriers: tuple = BARRIERS, sweep: float = 0.0, value=None) -> list:
     """Minimise log F over s = log t by L-BFGS (1/F(t) = max{s : Z(1, t) - s u u^T >= 0} is concave in t,
     so log F is convex in t; in log t the steps are scale-free). Plain descent runs into the boundary of
     the definite region and stalls there (the gradient blows up across it), so it follows a barrier path
     first: log F - mu sum_l log det(Y_l)/n_l for the decreasing ``barriers``, then mu = 0; returns the t of
     the smallest F seen. ``sweep``: the seconds of one value evaluation, if known (a gradient evaluation
-    costs about GRAD_PER_SWEEP of them): no evaluation is started that would end past the deadline."""
+    costs about GRAD_PER_SWEEP of them): no evaluation is started that would end past the deadline.
+    ``value``: F's evaluator with ``schur_value``'s signature (default: it; ``lipsdp_dag.dag_value``)."""
+    schur = schur_value if value is None else value
     cuts = np.cumsum([len(x) for x in t0])[:-1]
     s0 = np.log(np.concatenate(t0))
     if deadline is not None and time.perf_counter() + sweep > deadline:
         return t0
-    best = [schur_value(data, t0), t0]
+    best = [schur(data, t0), t0]
 
     def make(mu):
         def fun(s):
@@ -277,13 +279,13 @@ def refine(data: LayerData, t0: list, deadline: float | None, max_iter: int = 20
                 return math.inf, None
             t = np.split(np.exp(s), cuts)
             if mu > 0:
-                J, g, F = schur_value(data, t, grad=True, mu=mu)
+                J, g, F = schur(data, t, grad=True, mu=mu)
                 if not math.isfinite(J):
                     return math.inf, None
                 if F < best[0]:
                     best[0], best[1] = F, t
                 return J, np.exp(s) * np.concatenate(g)
-            F, g = schur_value(data, t, grad=True)
+            F, g = schur(data, t, grad=True)
             if not math.isfinite(F) or F <= 0:
                 return math.inf, None
             if F < best[0]:
