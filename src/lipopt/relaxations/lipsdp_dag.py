@@ -43,6 +43,16 @@ class DagData:
     growth: list         # growth[k] >= ||x_k||^2 / ||x_0||^2 over the slope box (growth[0] = 1)
     nbrs: list           # nbrs[k]: later values adjacent to k in the chordal pattern (sorted)
     kept: list           # kept neuron indices per value (k >= 1)
+    dense: dict = None   # {(k, j): A_kj as a dense array} for the small ones (``dense_copies``)
+
+
+DENSE_MAX = 250_000       # entries: smaller input matrices are also kept dense (scipy.sparse's per-call
+                          # overhead dominates the refinement on small graphs: 4x slower than the chain)
+
+
+def dense_copies(inputs: list) -> dict:
+    return {(k, j): A.toarray() for k, ins in enumerate(inputs) for j, A in ins
+            if A.shape[0] * A.shape[1] <= DENSE_MAX}
 
 
 def pattern(n_values: int, edges: set) -> list:
@@ -97,7 +107,7 @@ def dag_data(dag, n0: int, box_lo: list, box_hi: list, growth: list, c: np.ndarr
         for j2 in support[:x]:
             edges.add((max(j, j2), min(j, j2)))
     return DagData(sizes=sizes, inputs=inputs, m=m, p=p, u=u, u_err=u_err, support=support,
-                   growth=list(growth), nbrs=pattern(d + 1, edges), kept=kept)
+                   growth=list(growth), nbrs=pattern(d + 1, edges), kept=kept, dense=dense_copies(inputs))
 
 
 def reduce_input(data: DagData) -> DagData:
@@ -124,7 +134,7 @@ def reduce_input(data: DagData) -> DagData:
     u = [np.zeros(sizes[0])] + list(data.u[1:])
     u_err = [np.zeros(sizes[0])] + list(data.u_err[1:])
     return DagData(sizes=sizes, inputs=inputs, m=data.m, p=data.p, u=u, u_err=u_err, support=data.support,
-                   growth=data.growth, nbrs=data.nbrs, kept=data.kept)
+                   growth=data.growth, nbrs=data.nbrs, kept=data.kept, dense=dense_copies(inputs))
 
 
 def blocks(data: DagData, tau: list, rho: float = 1.0) -> dict:
@@ -132,16 +142,22 @@ def blocks(data: DagData, tau: list, rho: float = 1.0) -> dict:
     n = data.sizes
     out = {(k, k): np.diag(np.asarray(tau[k - 1], float)) if k else rho * np.eye(n[0])
            for k in range(len(n)) if n[k]}
+    D = data.dense or {}
     for k in range(1, len(n)):
         tk = np.asarray(tau[k - 1], float)
         for j, A in data.inputs[k]:
-            out[(k, j)] = out.get((k, j), 0.0) + A.multiply((-tk * data.m[k])[:, None]).toarray()
+            Ad = D.get((k, j))
+            O = (-tk * data.m[k])[:, None] * Ad if Ad is not None else A.multiply((-tk * data.m[k])[:, None]).toarray()
+            out[(k, j)] = out.get((k, j), 0.0) + O
         tp = tk * data.p[k]
         if np.any(tp):
             for x, (j, A) in enumerate(data.inputs[k]):
                 for j2, A2 in data.inputs[k][:x + 1]:
                     hi, lo, Ah, Al = (j, j2, A, A2) if j >= j2 else (j2, j, A2, A)
-                    out[(hi, lo)] = out.get((hi, lo), 0.0) + (Ah.T @ Al.multiply(tp[:, None])).toarray()
+                    Dh, Dl = D.get((k, hi)), D.get((k, lo))
+                    T = (Dh.T @ (Dl * tp[:, None]) if Dh is not None and Dl is not None else
+                         (Ah.T @ Al.multiply(tp[:, None])).toarray())
+                    out[(hi, lo)] = out.get((hi, lo), 0.0) + T
     return out
 
 
@@ -216,7 +232,8 @@ def selected_inverse(data: DagData, R: dict, H: dict) -> dict:
 
 def q_values(data: DagData, k: int, x: dict):
     """Per neuron of value k: q_ki(x) = x_ki^2 - 2 m x_ki z_ki + p z_ki^2 (z_k = sum_j A_kj x_j)."""
-    z = sum((A @ x[j] for j, A in data.inputs[k] if j in x), np.zeros(data.sizes[k]))
+    D = data.dense or {}
+    z = sum(((D[(k, j)] if (k, j) in D else A) @ x[j] for j, A in data.inputs[k] if j in x), np.zeros(data.sizes[k]))
     xk = x.get(k, np.zeros(data.sizes[k]))
     return xk * xk - 2 * data.m[k] * xk * z + data.p[k] * z * z
 
@@ -225,13 +242,20 @@ def trace_q(data: DagData, k: int, S: dict) -> np.ndarray:
     """tr(Z'^{-1} Q_ki) per neuron of value k, from the selected inverse."""
     def get(i, j):
         return S[(i, j)] if i >= j else S[(j, i)].T
+    D = data.dense or {}
     out = np.diag(S[(k, k)]).copy()
     for j, A in data.inputs[k]:
-        out -= 2 * data.m[k] * np.asarray(A.multiply(get(k, j)).sum(axis=1)).ravel()
+        Ad = D.get((k, j))
+        prod = (Ad * get(k, j)).sum(axis=1) if Ad is not None else np.asarray(A.multiply(get(k, j)).sum(axis=1)).ravel()
+        out -= 2 * data.m[k] * prod
     if np.any(data.p[k]):          # p_i sum_{j, j'} (A_kj Sigma_jj' A_kj'^T)_ii
         for j, A in data.inputs[k]:
             for j2, A2 in data.inputs[k]:
-                out += data.p[k] * np.asarray(A.multiply(A2 @ get(j, j2).T).sum(axis=1)).ravel()
+                Ad, A2d = D.get((k, j)), D.get((k, j2))
+                if Ad is not None and A2d is not None:
+                    out += data.p[k] * (Ad * (A2d @ get(j, j2).T)).sum(axis=1)
+                else:
+                    out += data.p[k] * np.asarray(A.multiply(A2 @ get(j, j2).T).sum(axis=1)).ravel()
     return out
 
 
