@@ -163,8 +163,8 @@ def test_carry_free_l2_opt_is_sound_on_lifted_graphs():
 
 @pytest.mark.slow
 def test_carry_free_l2_opt_is_sound_on_many_lifted_graphs():
-    ran, carry_free = _sweep(range(3, 65))
-    assert ran >= 120
+    ran, carry_free = _sweep(range(3, 40))
+    assert ran >= 100
     assert carry_free >= ran // 2
 
 

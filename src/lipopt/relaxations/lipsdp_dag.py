@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
-from scipy.linalg.lapack import dtrtri
+from scipy.linalg.lapack import dtrtri, dtrtrs
 
 from ..rounding import TINY, gamma, next_up
 from .lipsdp_layers import _chol
@@ -176,8 +175,7 @@ def factor(data: DagData, Z: dict):
         nb = [i for i in data.nbrs[k] if data.sizes[i]]
         for i in nb:
             O = P.pop((i, k), None)
-            H[(i, k)] = (np.zeros((data.sizes[i], data.sizes[k])) if O is None else
-                         solve_triangular(R[k], O.T, lower=True, check_finite=False, trans=0).T)
+            H[(i, k)] = np.zeros((data.sizes[i], data.sizes[k])) if O is None else _trsolve(R[k], O.T).T
         for x, i in enumerate(nb):
             Hi = H[(i, k)]
             for i2 in nb[:x + 1]:
@@ -186,24 +184,36 @@ def factor(data: DagData, Z: dict):
     return R, H
 
 
+def _trsolve(Rk: np.ndarray, B: np.ndarray, trans: int = 0) -> np.ndarray:
+    """Rk^-1 B (trans 1: Rk^-T B) for the lower triangular Rk, by LAPACK trtrs: the refinement calls it
+    thousands of times on small blocks, where scipy's wrapper costs more than the flops."""
+    x, info = dtrtrs(Rk, B, lower=1, trans=trans)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"trtrs: {info}")
+    return x
+
+
 def solve(data: DagData, R: dict, H: dict, u: list):
-    """(y, v): L y = u and v = L^-T y = Z'^{-1} u (lists over values; None for empty ones)."""
+    """(y, v): L y = u and v = L^-T y = Z'^{-1} u (dicts over the non-empty values)."""
+    keys = sorted(R)
     y = {}
-    for k in sorted(R):
+    for k in keys:
         r = u[k].copy()
-        for j in sorted(R):
+        for j in keys:
             if j >= k:
                 break
-            if (k, j) in H:
-                r -= H[(k, j)] @ y[j]
-        y[k] = solve_triangular(R[k], r, lower=True, check_finite=False)
+            Hkj = H.get((k, j))
+            if Hkj is not None:
+                r -= Hkj @ y[j]
+        y[k] = _trsolve(R[k], r)
     v = {}
-    for k in sorted(R, reverse=True):
+    for k in reversed(keys):
         r = y[k].copy()
         for i in data.nbrs[k]:
-            if (i, k) in H:
-                r -= H[(i, k)].T @ v[i]
-        v[k] = solve_triangular(R[k], r, lower=True, trans=1, check_finite=False)
+            Hik = H.get((i, k))
+            if Hik is not None:
+                r -= Hik.T @ v[i]
+        v[k] = _trsolve(R[k], r, trans=1)
     return y, v
 
 
