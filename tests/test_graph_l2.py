@@ -154,7 +154,7 @@ def test_auto_runs_lipsdp_on_graphs_only_where_its_estimate_fits():
 
 
 def test_lifted_graphs_never_below_enumerated_fgl():
-    _check(range(6), _residual_or_dag)       # 304 more in the slow test (tests/test_graph_l2_lifted.py)
+    _check(range(6), _residual_or_dag)       # 154 more in the slow test (tests/test_graph_l2_lifted.py)
 
 
 def test_tail_split_and_refusals():
