@@ -193,7 +193,7 @@ def test_lower_bounds_below_fgl_many():
 
 @pytest.mark.slow
 def test_graph_upper_methods_many():
-    # 120 nets (a prefix of the 200 it had): about 30 min of one CI worker once l2-opt, l2-weighted and auto
+    # 120 nets (a prefix of the 200 it had): one of the slow run's longest tests once l2-opt, l2-weighted and auto
     # refine the carry-free LMI; the soundness sweeps of tests/test_graph_l2*.py and test_lipsdp_dag.py add 400+
     test_graph_upper_methods_never_below_enumerated_fgl(120, 60000)
 
