@@ -134,6 +134,13 @@ def certify(data: LayerData, F: float, t: list) -> tuple[float, float, dict]:
     return over_margins(F, margins, attempt)
 
 
+def retreats(t: list, t_start: list):
+    """(cap, multipliers) for a refined point's certificate: t itself, then t capped at e^cap times the
+    start's for the RETREAT_CAPS in turn (huge multipliers inflate the rounding term times R^2)."""
+    for cap in (None,) + RETREAT_CAPS:
+        yield cap, (t if cap is None else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_start)])
+
+
 RACE_SHARE = 0.2   # refinement: each of the two LMIs gets this share of the time before the better one goes on
 
 
@@ -241,12 +248,11 @@ def lipsdp_layers(net: Network, c, slopes: SlopeBox | None = None, mode: str = "
         t_refine = time.perf_counter() - t0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the closed form's scale while that costs less than it saves
-        for cap in (None,) + RETREAT_CAPS:
+        for cap, tc in retreats(t, t_fast):
             if t is t_fast:      # the refinement did not move: the closed form's point is certified already
                 break
             if math.isfinite(L) and end is not None and end - time.perf_counter() < 1.2 * t_cert:
                 break
-            tc = t if cap is None else [np.minimum(a, b * math.exp(cap)) for a, b in zip(t, t_fast)]
             Fc = schur_value(data, tc)
             if not math.isfinite(Fc):
                 continue

@@ -22,7 +22,7 @@ from ..relaxations.lipsdp_layers import BARRIERS, GRAD_PER_SWEEP, layer_data, re
 from ..relaxations.quadratic import check_slopes
 from ..relaxations.shor import SDPBound
 from ..slopes import SlopeBox
-from .l2 import IN_PROCESS_FLOPS, RACE_SHARE, RETREAT_CAPS, _flops, closed_form_starts
+from .l2 import IN_PROCESS_FLOPS, RACE_SHARE, _flops, closed_form_starts, retreats
 
 CERT_PER_VALUE = 4.0      # a certificate's time / one value evaluation (resnet_cnn: 6.0 s / 1.7 s)
 START_SHARE = 0.15        # the chain's closed-form starts: the refinement, not they, needs the time
@@ -101,10 +101,9 @@ def lipsdp_dag_opt(lifted: LiftedChain, n0: int, c, box: SlopeBox, time_limit: f
         t_refine = time.perf_counter() - s0
         # huge multipliers (fixed neurons want t -> infinity) inflate the certificate's rounding term
         # (times R^2): retreat towards the start's scale while that pays (as ``l2.lipsdp_layers``)
-        for cap in (None,) + RETREAT_CAPS:
+        for cap, tc in retreats(t, t_first):
             if end is not None and end - time.perf_counter() < 1.2 * cert_cost:
                 break
-            tc = t if cap is None else [np.minimum(x, y * math.exp(cap)) for x, y in zip(t, t_first)]
             F = dag_value(fast, tc)
             if not math.isfinite(F):
                 continue
