@@ -105,14 +105,14 @@ def graph_l2_runner(mode: str):
         box = lifted_slopes(g, lifted, slopes.lo, slopes.hi)
         head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes)[k]
         limit = opts.get("time_limit")
-        left = None if limit is None else float(limit) - (time.perf_counter() - t0)   # the lift's time counts
+        left = None if limit is None else max(0.0, float(limit) - (time.perf_counter() - t0))   # the lift's time counts
         if mode == "sdp":
             out = _sdp_output(lipsdp_neuron(net, vec, box, solver=opts.get("sdp_solver", "sdpa"), time_limit=left))
         elif mode == "opt" and lifted.n_identity:
             from .l2_dag import dag_with_deadline
             out = _sdp_output(dag_with_deadline(lifted, net.widths[0], vec, box, left))
         else:
-            out = _sdp_output(_with_deadline(net, vec, box, mode, limit))
+            out = _sdp_output(_with_deadline(net, vec, box, mode, left))
         ub = finite_upper(relative_up(out.upper * head, 2))
         return replace(out, upper=ub, raw=None if out.raw is None else out.raw * head,
                        timings={**out.timings, "total": time.perf_counter() - t0},
