@@ -55,6 +55,19 @@ def random_pool(seed: int, act: str = "relu"):
     return b.finish(_dense(b, pooled, int(rng.integers(1, 3)), rng))
 
 
+def random_two_pools(seed: int, act: str = "relu"):
+    """LeNet in miniature: affine to (C, L) -> act -> max pool -> affine to (C2, L2) -> act -> max pool
+    (windows of 2 or 3, some odd: a tournament's unpaired candidate) -> output affine."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder((int(rng.integers(2, 4)),))
+    z = b.layer(_dense(b, 0, 4, rng, shape=(1, 4)), ActLayer("act", act))
+    z = b.maxpool(z, int(rng.integers(2, 4)), 1)
+    L2 = int(rng.integers(2, 4))
+    z = b.layer(_dense(b, z, L2, rng, shape=(1, L2)), ActLayer("act", act))
+    z = b.maxpool(z, 2, 1, int(rng.integers(0, 2)))
+    return b.finish(_dense(b, z, int(rng.integers(1, 3)), rng))
+
+
 def random_graph(seed: int, act: str = "relu"):
     return random_residual(seed, act) if seed % 2 == 0 else random_pool(seed, act)
 

@@ -151,15 +151,15 @@ def make_problem(net: Network, vec, norm: str, domain, preactivation: str, detai
 
 def _graph_problem(net: GraphNetwork, vec, norm, domain, preactivation, details, slopes) -> Problem:
     """A graph's Problem: derivative ranges per activation node and the certain max-pool windows over the
-    domain's interval bounds (graph_bounds.graph_slopes)."""
+    domain's node bounds, back-substituted or interval (graph_bounds.graph_slopes)."""
     from .graph_bounds import graph_slopes
-    box = graph_slopes(net, domain if slopes else None)
+    box = graph_slopes(net, domain if slopes else None, preactivation)
     details["domain"] = "global" if domain is None else repr_domain(domain)
     if domain is not None and slopes:
-        details.update({"preactivation": "interval", "fixed_neurons": count_fixed(box),
+        details.update({"preactivation": preactivation, "fixed_neurons": count_fixed(box),
                         "hidden_neurons": int(sum(net.widths[1:-1])), "fixed_pool_windows":
                         int(sum((f >= 0).sum() for f in box.fixed.values()))})
-    return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, "interval")
+    return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, preactivation)
 
 
 def _check_samples(net: Network, samples: int) -> None:

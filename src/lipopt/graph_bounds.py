@@ -57,38 +57,44 @@ def interval_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarra
         raise InvalidInputError(f"the domain has dimension {domain.dim} but the network has {g.input_size} inputs")
     out = []
     with np.errstate(over="ignore", invalid="ignore"):
-        for i, n in enumerate(g.nodes):
-            if n.kind == "input":
-                out.append(tuple(np.asarray(v, dtype=np.float64) for v in domain.bounding_box()))
-                continue
-            ins = [out[j] for j in n.inputs]
-            if n.kind == "affine" and n.inputs[0] == 0:  # the domain's support function: exact for balls
-                slo, shi = domain.support(n.W.toarray())
-                m = gamma_loose(2) * (np.maximum(np.abs(slo), np.abs(shi)) + np.abs(n.b))
-                out.append((widen_down(slo + n.b, m), widen_up(shi + n.b, m)))
-            elif n.kind == "affine":
-                out.append(_affine_interval(n.W, n.b, *ins[0]))
-            elif n.kind == "act":
-                out.append(_act_interval(n.act, *ins[0]))
-            elif n.kind == "add":
-                lo, hi = sum(a for a, _ in ins), sum(b for _, b in ins)
-                m = gamma_loose(len(ins)) * sum(np.maximum(np.abs(a), np.abs(b)) for a, b in ins)
-                out.append((widen_down(lo, m), widen_up(hi, m)))
-            elif n.kind == "concat":
-                out.append((np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins])))
-            else:  # maxpool: max is monotone and exact in floating point
-                lo, hi = ins[0]
-                out.append((_window(lo, n.windows).max(axis=1), _window(hi, n.windows).max(axis=1)))
+        for i in range(len(g.nodes)):
+            out.append(node_interval(g, i, out, domain))
     return out
+
+
+def node_interval(g: GraphNetwork, i: int, out: list, domain) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] of node i's value from its inputs' enclosures ``out[j]`` (outward rounded)."""
+    n = g.nodes[i]
+    if n.kind == "input":
+        return tuple(np.asarray(v, dtype=np.float64) for v in domain.bounding_box())
+    ins = [out[j] for j in n.inputs]
+    if n.kind == "affine" and n.inputs[0] == 0:  # the domain's support function: exact for balls
+        slo, shi = domain.support(n.W.toarray())
+        m = gamma_loose(2) * (np.maximum(np.abs(slo), np.abs(shi)) + np.abs(n.b))
+        return widen_down(slo + n.b, m), widen_up(shi + n.b, m)
+    if n.kind == "affine":
+        return _affine_interval(n.W, n.b, *ins[0])
+    if n.kind == "act":
+        return _act_interval(n.act, *ins[0])
+    if n.kind == "add":
+        lo, hi = sum(a for a, _ in ins), sum(b for _, b in ins)
+        m = gamma_loose(len(ins)) * sum(np.maximum(np.abs(a), np.abs(b)) for a, b in ins)
+        return widen_down(lo, m), widen_up(hi, m)
+    if n.kind == "concat":
+        return np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins])
+    lo, hi = ins[0]  # maxpool: max is monotone and exact in floating point
+    return _window(lo, n.windows).max(axis=1), _window(hi, n.windows).max(axis=1)
 
 
 def _window(v: np.ndarray, windows: np.ndarray) -> np.ndarray:
     return np.where(windows >= 0, v[np.maximum(windows, 0)], -np.inf)
 
 
-def local_graph_slopes(g: GraphNetwork, domain) -> GraphSlopes:
-    """Derivative ranges over the interval bounds of ``domain``; certain max-pool windows fixed."""
-    bounds = interval_bounds(g, domain)
+def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear") -> GraphSlopes:
+    """Derivative ranges over the node bounds of ``domain`` ("linear": back-substituted, ``graph_linear``,
+    never looser than "interval"); certain max-pool windows fixed."""
+    from .graph_linear import graph_linear_bounds
+    bounds = graph_linear_bounds(g, domain) if preactivation == "linear" else interval_bounds(g, domain)
     los, his = [], []
     for i in g.act_nodes:
         n = g.nodes[i]
@@ -111,8 +117,8 @@ def local_graph_slopes(g: GraphNetwork, domain) -> GraphSlopes:
     return GraphSlopes(tuple(los), tuple(his), fixed)
 
 
-def graph_slopes(g: GraphNetwork, domain=None) -> GraphSlopes:
-    return global_graph_slopes(g) if domain is None else local_graph_slopes(g, domain)
+def graph_slopes(g: GraphNetwork, domain=None, preactivation: str = "linear") -> GraphSlopes:
+    return global_graph_slopes(g) if domain is None else local_graph_slopes(g, domain, preactivation)
 
 
 # -- product bound ---------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""Back-substituted (CROWN-style) bounds on a graph's node values over a domain.
+
+Every activation's input node T is written as a linear form in the input, for each bound direction:
+from Lambda_T = I, nodes are substituted in decreasing order (an affine node by W x + b, an add by its
+terms, a concat by its parts, an activation sigma(z) by its linear relaxation aL z + bL <= sigma(z) <=
+aU z + bU on the bounds of z, chosen by the sign of each coefficient, a max pool by y_w >= x_j* (the
+window's input with the largest lower bound) and y_w <= max hi (= x_j* when the window is decided)),
+down to Lambda_0 x + const, bounded by the domain's support function. Each float product and sum is
+charged gamma_loose(k) times the magnitudes it combined (values bounded by the enclosures already
+computed), so the bounds hold in exact arithmetic. Every node's enclosure is intersected with its
+interval one (``graph_bounds.node_interval``): never looser.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .domain import relaxation
+from .model.graph import GraphNetwork
+from .rounding import gamma_loose as _gamma
+from .rounding import widen_down, widen_up
+
+MAX_ENTRIES = 40_000_000   # dense Lambda entries per target and node (320 MB): larger targets keep interval bounds
+
+
+def graph_linear_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[lo, hi] of every node's value over ``domain``; the activations' inputs back-substituted."""
+    from .graph_bounds import interval_bounds, node_interval
+    if domain.dim != g.input_size:
+        interval_bounds(g, domain)           # its dimension check and message
+    targets = {g.nodes[i].inputs[0] for i in g.act_nodes}
+    biggest = max((n.size for n in g.nodes), default=0)
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, n in enumerate(g.nodes):
+            lo, hi = node_interval(g, i, out, domain)
+            if i in targets and n.kind != "act" and i > 0 and not (n.kind == "affine" and n.inputs[0] == 0) \
+                    and n.size * biggest <= MAX_ENTRIES:
+                blo, bhi = _back_substitute(g, i, out, domain)
+                ok = np.isfinite(blo) & np.isfinite(bhi)
+                lo = np.where(ok, np.maximum(lo, blo), lo)
+                hi = np.where(ok, np.minimum(hi, bhi), hi)
+            out.append((lo, hi))
+    return out
+
+
+def _mag(b: tuple) -> np.ndarray:
+    return np.maximum(np.abs(b[0]), np.abs(b[1]))
+
+
+def _back_substitute(g: GraphNetwork, T: int, out: list, domain) -> tuple[np.ndarray, np.ndarray]:
+    m = g.nodes[T].size
+    res = []
+    for upper in (True, False):
+        pend = {T: [np.eye(m)]}              # node -> coefficient matrices still to be summed
+        const, err = np.zeros(m), np.zeros(m)
+
+        def push(j, M):
+            pend.setdefault(j, []).append(M)
+
+        def add_const(v):
+            nonlocal const
+            const = const + v
+            return _gamma(2) * np.abs(const)
+        for j in range(T, -1, -1):
+            if j not in pend:
+                continue
+            terms = pend.pop(j)
+            L = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+            if len(terms) > 1:               # the float sum of the terms
+                err += _gamma(len(terms)) * (sum(np.abs(t) for t in terms) @ _mag(out[j]))
+            if j == 0:
+                smin, smax = domain.support(L)
+                v, s = (smax, smax) if upper else (smin, smin)
+                total = v + const
+                e = err + _gamma(2) * (np.abs(s) + np.abs(const))
+                res.append(widen_up(total, e) if upper else widen_down(total, e))
+                break
+            n = g.nodes[j]
+            if n.kind == "affine":
+                src = n.inputs[0]
+                WT = n.W.T.tocsr() if hasattr(n.W, "tocsr") else n.W.T
+                M = np.asarray((WT @ L.T).T)
+                k = int(np.diff(n.W.tocsc().indptr).max(initial=0)) + 2 if hasattr(n.W, "tocsc") else n.W.shape[0] + 2
+                err += _gamma(k) * (np.abs(L) @ (abs(n.W) @ _mag(out[src])))   # (|L| |W|) |x|
+                err += _gamma(L.shape[1]) * (np.abs(L) @ np.abs(n.b)) + add_const(L @ n.b)
+                push(src, M)
+            elif n.kind == "act":
+                src = n.inputs[0]
+                aL, bL, aU, bU = relaxation(n.act, *out[src])
+                P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
+                a_p, b_p, a_n, b_n = (aU, bU, aL, bL) if upper else (aL, bL, aU, bU)
+                Lz = P * a_p + N * a_n
+                err += _gamma(1) * (np.abs(Lz) @ _mag(out[src]))
+                err += _gamma(L.shape[1]) * (np.abs(L) @ np.maximum(np.abs(bL), np.abs(bU))) + add_const(P @ b_p + N @ b_n)
+                push(src, Lz)
+            elif n.kind == "add":
+                for k_ in n.inputs:
+                    push(k_, L)
+            elif n.kind == "concat":
+                at = 0
+                for k_ in n.inputs:
+                    size = g.nodes[k_].size
+                    push(k_, L[:, at:at + size])
+                    at += size
+            else:
+                _pool(n, L, upper, out, push, add_const, err)
+        else:
+            raise AssertionError("back-substitution did not reach the input")
+    return res[1], res[0]
+
+
+def _pool(n, L, upper: bool, out: list, push, add_const, err) -> None:
+    """y_w >= x_j* always; y_w <= max_i hi_i, or = x_j* when x_j*'s lower bound beats every other upper."""
+    src = n.inputs[0]
+    lo, hi = out[src]
+    W = n.windows
+    Lw = np.where(W >= 0, lo[np.maximum(W, 0)], -np.inf)
+    Hw = np.where(W >= 0, hi[np.maximum(W, 0)], -np.inf)
+    rows = np.arange(W.shape[0])
+    best = np.argmax(Lw, axis=1)
+    star = W[rows, best]
+    others = Hw.copy()
+    others[rows, best] = -np.inf
+    decided = Lw[rows, best] > others.max(axis=1)
+    top = np.where(decided, 0.0, Hw.max(axis=1))
+    P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
+    via_x, via_c = (N, P) if upper else (P, N)       # the side bounded by x_j* / by the window's top
+    coef = via_x + np.where(decided[None, :], via_c, 0.0)
+    const_part = np.where(decided[None, :], 0.0, via_c)
+    M = np.zeros((L.shape[0], lo.shape[0]))
+    np.add.at(M.T, star, coef.T)
+    shared = int(np.bincount(star, minlength=lo.shape[0]).max(initial=1))
+    err += _gamma(shared) * (np.abs(coef) @ _mag(out[src])[star])
+    err += _gamma(L.shape[1]) * (np.abs(const_part) @ np.abs(top)) + add_const(const_part @ top)
+    push(src, M)

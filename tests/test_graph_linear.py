@@ -1,0 +1,62 @@
+"""graph_linear: back-substituted bounds on a graph's node values contain every value reached in the
+domain (sampled points, a quarter on vertices, and every corner of small boxes), are never looser than
+the interval bounds, and are tighter on residual and pooled ReLU graphs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph_nets import random_dag, random_pool, random_residual, random_two_pools
+from lipopt.domain import Ball, Box
+from lipopt.graph_bounds import interval_bounds
+from lipopt.graph_linear import graph_linear_bounds
+
+ACTS = ("relu", "leaky_relu", "tanh", "gelu", "sigmoid")
+MAKERS = (random_dag, random_residual, random_pool, random_two_pools)
+
+
+def _case(seed):
+    g = MAKERS[seed % 4](seed, ACTS[(seed // 4) % 5])
+    rng = np.random.default_rng(seed + 21)
+    x0 = rng.normal(size=g.input_size)
+    domain = [Ball(x0, 0.3, "inf"), Box(x0 - 0.2, x0 + 0.5), Ball(x0, 0.4, "2"), Ball(x0, 1.5, "inf")][(seed // 20) % 4]
+    return g, domain, rng
+
+
+def _points(g, domain, rng, n=400):
+    lo, hi = domain.bounding_box()
+    pts = [domain.sample(n, rng)]
+    if g.input_size <= 6:                  # corners of the bounding box that lie in the domain
+        corners = np.array(np.meshgrid(*zip(lo, hi))).reshape(g.input_size, -1).T
+        pts.append(corners[domain.contains(corners)])
+    return np.vstack(pts)
+
+
+def _check(seed):
+    g, domain, rng = _case(seed)
+    lin = graph_linear_bounds(g, domain)
+    box = interval_bounds(g, domain)
+    X = _points(g, domain, rng)
+    vals = [np.atleast_2d(v) for v in g.values(X)]
+    tighter = 0.0
+    for (lo, hi), (ilo, ihi), v in zip(lin, box, vals):
+        assert np.all(lo >= ilo) and np.all(hi <= ihi)
+        assert np.all(v >= lo) and np.all(v <= hi), seed
+        tighter += float(np.sum((ihi - ilo) - (hi - lo)))
+    return tighter
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_linear_bounds_contain_every_value(seed):
+    _check(seed)
+
+
+@pytest.mark.slow
+def test_linear_bounds_contain_every_value_many():
+    assert sum(_check(seed) > 0 for seed in range(80, 600)) > 100
+
+
+def test_linear_bounds_tighter_on_deep_graphs():
+    """On residual and two-pool graphs with ReLU, some node's enclosure shrinks on most seeds."""
+    gains = [_check(seed) for seed in range(0, 80) if seed % 4 in (1, 3) and (seed // 4) % 5 == 0]
+    assert sum(x > 1e-9 for x in gains) >= len(gains) // 2
