@@ -140,8 +140,11 @@ def _race(starts: list, deadline: float | None, sweep: float, barriers: tuple):
     for fast, t0, F0, dd in starts:
         until = None if span is None else time.perf_counter() + span
         t = refine(fast, t0, until, barriers=barriers, sweep=sweep, value=dag_value)
-        runs.append((dag_value(fast, t), fast, t0, F0, t, dd))
-    _, fast, t0, F0, t, dd = min(runs, key=lambda r: r[0])
+        stopped = until is None or time.perf_counter() < until     # by itself (converged), not by the clock
+        runs.append((dag_value(fast, t), fast, t0, F0, t, dd, stopped))
+    _, fast, t0, F0, t, dd, stopped = min(runs, key=lambda r: r[0])
+    if stopped:     # a second barrier path from a converged point only walks away and back (small graphs)
+        return fast, t0, F0, t, dd
     return fast, t0, F0, refine(fast, t, deadline, barriers=barriers, sweep=sweep, value=dag_value), dd
 
 
