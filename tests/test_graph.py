@@ -138,7 +138,7 @@ def test_graph_bounds_never_below_enumerated_fgl():
     assert all(tight), tight  # each is exact on some nets: the comparison is not vacuous
 
 
-def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=5, seed0=40000):
+def test_graph_upper_methods_never_below_enumerated_fgl(n_nets=3, seed0=40000):
     """Every upper-bound method declaring graph support, through the API (registry runners)."""
     tight = {name: 0 for name in UPPER_GRAPH_METHODS}
     sdp_runs = sdp_failed = 0

@@ -61,12 +61,12 @@ def _check(indices):
 
 
 def test_never_below_the_exact_fgl():
-    _check(range(30))       # 330 more in the slow test
+    _check(range(16))       # 344 more in the slow test
 
 
 @pytest.mark.slow
 def test_never_below_the_exact_fgl_300_nets():
-    _check(list(range(30, 60)) + list(range(1000, 1300)))
+    _check(list(range(16, 60)) + list(range(1000, 1300)))
 
 
 def test_scaling_is_exact_and_the_factor_rounds_up():

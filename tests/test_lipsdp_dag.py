@@ -156,14 +156,14 @@ def _sweep(seeds, kinds=range(4)):
 
 
 def test_carry_free_l2_opt_is_sound_on_lifted_graphs():
-    ran, carry_free = _sweep(range(3))
-    assert ran >= 6
+    ran, carry_free = _sweep(range(2))
+    assert ran >= 4
     assert carry_free >= ran // 2      # the refined carry-free certificate wins on most of them
 
 
 @pytest.mark.slow
 def test_carry_free_l2_opt_is_sound_on_many_lifted_graphs():
-    ran, carry_free = _sweep(range(3, 40))
+    ran, carry_free = _sweep(range(2, 40))
     assert ran >= 100
     assert carry_free >= ran // 2
 
