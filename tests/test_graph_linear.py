@@ -60,3 +60,11 @@ def test_linear_bounds_tighter_on_deep_graphs():
     """On residual and two-pool graphs with ReLU, some node's enclosure shrinks on most seeds."""
     gains = [_check(seed) for seed in range(0, 80) if seed % 4 in (1, 3) and (seed // 4) % 5 == 0]
     assert sum(x > 1e-9 for x in gains) >= len(gains) // 2
+
+
+def test_targets_above_the_size_cap_keep_interval_bounds(monkeypatch):
+    import lipopt.graph_linear as gl
+    g, domain, _ = _case(1)
+    monkeypatch.setattr(gl, "MAX_ENTRIES", 0)
+    for (lo, hi), (ilo, ihi) in zip(graph_linear_bounds(g, domain), interval_bounds(g, domain)):
+        assert np.array_equal(lo, ilo) and np.array_equal(hi, ihi)

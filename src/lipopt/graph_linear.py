@@ -19,7 +19,8 @@ from .model.graph import GraphNetwork
 from .rounding import gamma_loose as _gamma
 from .rounding import widen_down, widen_up
 
-MAX_ENTRIES = 40_000_000   # dense Lambda entries per target and node (320 MB): larger targets keep interval bounds
+MAX_ENTRIES = 8_000_000    # dense Lambda entries per target and node (64 MB; a few such matrices and their
+                           # temporaries are alive at once, well under a GB): larger targets keep interval bounds
 
 
 def graph_linear_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
