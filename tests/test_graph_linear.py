@@ -68,3 +68,21 @@ def test_targets_above_the_size_cap_keep_interval_bounds(monkeypatch):
     monkeypatch.setattr(gl, "MAX_ENTRIES", 0)
     for (lo, hi), (ilo, ihi) in zip(graph_linear_bounds(g, domain), interval_bounds(g, domain)):
         assert np.array_equal(lo, ilo) and np.array_equal(hi, ihi)
+
+
+def test_a_small_budget_keeps_the_later_targets_interval():
+    """Back-substitution takes DOMAIN_SHARE of the budget, by shape-based estimates: none with no time,
+    all with no limit, and the same bounds for the same budget."""
+    import lipopt.graph_linear as gl
+    g, domain, _ = _case(1)
+    cost = gl.target_seconds(g)
+    assert len(cost) >= 2
+    box = interval_bounds(g, domain)
+    none = graph_linear_bounds(g, domain, seconds=0.0)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(none, box))
+    full = graph_linear_bounds(g, domain)
+    first = min(cost)
+    some = graph_linear_bounds(g, domain, seconds=cost[first] / gl.DOMAIN_SHARE * (1 + 1e-9))
+    assert np.array_equal(some[first][0], full[first][0]) and np.array_equal(some[first][1], full[first][1])
+    again = graph_linear_bounds(g, domain, seconds=cost[first] / gl.DOMAIN_SHARE * (1 + 1e-9))
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(some, again))

@@ -80,7 +80,7 @@ def upper_bound(net, norm: str = "inf", method: str = "lp", degree: int | None =
         if lower_method is not None:
             _check_samples(net, samples)
         details, t0 = {}, time.perf_counter()
-        problem = make_problem(net, vec, norm, domain, preactivation, details)
+        problem = make_problem(net, vec, norm, domain, preactivation, details, seconds=budget.seconds_left())
         t_domain = time.perf_counter() - t0
         chosen = resolve(method, problem, "upper")
         reserve = 0.0 if lower_method is None or budget.deadline is None else min(LOWER_RESERVE, 0.1 * budget.left())
@@ -132,11 +132,12 @@ def lower_bound(net, norm: str = "inf", method: str = "sampling", output: int | 
 
 
 def make_problem(net: Network, vec, norm: str, domain, preactivation: str, details: dict,
-                 slopes: bool = True) -> Problem:
+                 slopes: bool = True, seconds: float | None = None) -> Problem:
     """The validated Problem: global derivative ranges, or their ranges over the domain's pre-activation
-    bounds (skipped with ``slopes=False`` when only forward evaluations follow)."""
+    bounds (skipped with ``slopes=False`` when only forward evaluations follow; a graph's back-substitution
+    takes a share of ``seconds``, the call's time limit)."""
     if isinstance(net, GraphNetwork):
-        return _graph_problem(net, vec, norm, domain, preactivation, details, slopes)
+        return _graph_problem(net, vec, norm, domain, preactivation, details, slopes, seconds)
     if domain is None:
         details["domain"] = "global"
         box = global_slopes(net)
@@ -149,11 +150,11 @@ def make_problem(net: Network, vec, norm: str, domain, preactivation: str, detai
     return Problem(net, np.asarray(vec, dtype=np.float64), norm, domain, box, preactivation)
 
 
-def _graph_problem(net: GraphNetwork, vec, norm, domain, preactivation, details, slopes) -> Problem:
+def _graph_problem(net: GraphNetwork, vec, norm, domain, preactivation, details, slopes, seconds=None) -> Problem:
     """A graph's Problem: derivative ranges per activation node and the certain max-pool windows over the
     domain's node bounds, back-substituted or interval (graph_bounds.graph_slopes)."""
     from .graph_bounds import graph_slopes
-    box = graph_slopes(net, domain if slopes else None, preactivation)
+    box = graph_slopes(net, domain if slopes else None, preactivation, seconds)
     details["domain"] = "global" if domain is None else repr_domain(domain)
     if domain is not None and slopes:
         details.update({"preactivation": preactivation, "fixed_neurons": count_fixed(box),

@@ -90,11 +90,11 @@ def _window(v: np.ndarray, windows: np.ndarray) -> np.ndarray:
     return np.where(windows >= 0, v[np.maximum(windows, 0)], -np.inf)
 
 
-def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear") -> GraphSlopes:
+def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear", seconds: float | None = None) -> GraphSlopes:
     """Derivative ranges over the node bounds of ``domain`` ("linear": back-substituted, ``graph_linear``,
-    never looser than "interval"); certain max-pool windows fixed."""
+    within a share of ``seconds``, never looser than "interval"); certain max-pool windows fixed."""
     from .graph_linear import graph_linear_bounds
-    bounds = graph_linear_bounds(g, domain) if preactivation == "linear" else interval_bounds(g, domain)
+    bounds = graph_linear_bounds(g, domain, seconds) if preactivation == "linear" else interval_bounds(g, domain)
     los, his = [], []
     for i in g.act_nodes:
         n = g.nodes[i]
@@ -117,8 +117,8 @@ def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear") -
     return GraphSlopes(tuple(los), tuple(his), fixed)
 
 
-def graph_slopes(g: GraphNetwork, domain=None, preactivation: str = "linear") -> GraphSlopes:
-    return global_graph_slopes(g) if domain is None else local_graph_slopes(g, domain, preactivation)
+def graph_slopes(g: GraphNetwork, domain=None, preactivation: str = "linear", seconds: float | None = None) -> GraphSlopes:
+    return global_graph_slopes(g) if domain is None else local_graph_slopes(g, domain, preactivation, seconds)
 
 
 # -- product bound ---------------------------------------------------------------------------------

@@ -19,28 +19,52 @@ from .model.graph import GraphNetwork
 from .rounding import gamma_loose as _gamma
 from .rounding import widen_down, widen_up
 
+SECONDS_PER_UNIT = 1.2e-9    # one target row times one weight (or one entry of a node) below it, both directions:
+                             # resnet_cnn's four targets, 3.7e9 units, took 4.3 s
+DOMAIN_SHARE = 0.35          # of a time limit, for back-substitution (a 15 s call back-substitutes all of
+                             # resnet_cnn; shorter ones keep interval bounds on its later blocks and their time)
 MAX_ENTRIES = 8_000_000    # dense Lambda entries per target and node (64 MB; a few such matrices and their
                            # temporaries are alive at once, well under a GB): larger targets keep interval bounds
 
 
-def graph_linear_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[lo, hi] of every node's value over ``domain``; the activations' inputs back-substituted."""
+def graph_linear_bounds(g: GraphNetwork, domain, seconds: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[lo, hi] of every node's value over ``domain``; the activations' inputs back-substituted, in order,
+    while the estimated time (``target_seconds``, from shapes) fits DOMAIN_SHARE of ``seconds``: the
+    targets after that keep their interval bounds (the same ones for the same budget)."""
     from .graph_bounds import interval_bounds, node_interval
     if domain.dim != g.input_size:
         interval_bounds(g, domain)           # its dimension check and message
-    targets = {g.nodes[i].inputs[0] for i in g.act_nodes}
-    biggest = max((n.size for n in g.nodes), default=0)
+    cost = target_seconds(g)
+    allowance = None if seconds is None else DOMAIN_SHARE * float(seconds)
+    spent = 0.0
     out = []
     with np.errstate(over="ignore", invalid="ignore"):
         for i, n in enumerate(g.nodes):
             lo, hi = node_interval(g, i, out, domain)
-            if i in targets and n.kind != "act" and i > 0 and not (n.kind == "affine" and n.inputs[0] == 0) \
-                    and n.size * biggest <= MAX_ENTRIES:
+            if i in cost and (allowance is None or spent + cost[i] <= allowance):
+                spent += cost[i]
                 blo, bhi = _back_substitute(g, i, out, domain)
                 ok = np.isfinite(blo) & np.isfinite(bhi)
                 lo = np.where(ok, np.maximum(lo, blo), lo)
                 hi = np.where(ok, np.minimum(hi, bhi), hi)
             out.append((lo, hi))
+    return out
+
+
+def target_seconds(g: GraphNetwork) -> dict:
+    """{target node: estimated seconds of its back-substitution} for the activations' inputs that are
+    back-substituted (not one affine map of the input, whose support is already exact; within
+    MAX_ENTRIES)."""
+    biggest = max((n.size for n in g.nodes), default=0)
+    below, units = [], 0.0                   # units of the nodes before each one
+    for n in g.nodes:
+        below.append(units)
+        units += (n.W.nnz if hasattr(n.W, "nnz") else np.size(n.W)) if n.kind == "affine" else 8 * n.size
+    out = {}
+    for i in sorted({g.nodes[a].inputs[0] for a in g.act_nodes}):
+        n = g.nodes[i]
+        if i > 0 and n.kind != "act" and not (n.kind == "affine" and n.inputs[0] == 0) and n.size * biggest <= MAX_ENTRIES:
+            out[i] = SECONDS_PER_UNIT * 2 * n.size * (below[i] + (n.W.nnz if hasattr(n.W, "nnz") else 0))
     return out
 
 
