@@ -51,10 +51,14 @@ def global_graph_slopes(g: GraphNetwork) -> GraphSlopes:
                        {i: np.full(g.nodes[i].size, -1, dtype=np.int64) for i in g.pool_nodes})
 
 
-def interval_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[lo, hi] of every node's value over ``domain`` (outward rounded)."""
+def check_dimension(g: GraphNetwork, domain) -> None:
     if domain.dim != g.input_size:
         raise InvalidInputError(f"the domain has dimension {domain.dim} but the network has {g.input_size} inputs")
+
+
+def interval_bounds(g: GraphNetwork, domain) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[lo, hi] of every node's value over ``domain`` (outward rounded)."""
+    check_dimension(g, domain)
     out = []
     with np.errstate(over="ignore", invalid="ignore"):
         for i in range(len(g.nodes)):

@@ -31,24 +31,49 @@ def graph_linear_bounds(g: GraphNetwork, domain, seconds: float | None = None) -
     """[lo, hi] of every node's value over ``domain``; the activations' inputs back-substituted, in order,
     while the estimated time (``target_seconds``, from shapes) fits DOMAIN_SHARE of ``seconds``: the
     targets after that keep their interval bounds (the same ones for the same budget)."""
-    from .graph_bounds import interval_bounds, node_interval
-    if domain.dim != g.input_size:
-        interval_bounds(g, domain)           # its dimension check and message
+    from .graph_bounds import check_dimension, node_interval
+    check_dimension(g, domain)
     cost = target_seconds(g)
     allowance = None if seconds is None else DOMAIN_SHARE * float(seconds)
     spent = 0.0
     out = []
+    parts = _Parts(g, out)
     with np.errstate(over="ignore", invalid="ignore"):
         for i, n in enumerate(g.nodes):
             lo, hi = node_interval(g, i, out, domain)
             if i in cost and (allowance is None or spent + cost[i] <= allowance):
                 spent += cost[i]
-                blo, bhi = _back_substitute(g, i, out, domain)
+                blo, bhi = _back_substitute(g, i, out, domain, parts)
                 ok = np.isfinite(blo) & np.isfinite(bhi)
                 lo = np.where(ok, np.maximum(lo, blo), lo)
                 hi = np.where(ok, np.minimum(hi, bhi), hi)
             out.append((lo, hi))
     return out
+
+
+def _nnz(W) -> int:
+    return W.nnz if hasattr(W, "nnz") else int(np.size(W))
+
+
+class _Parts:
+    """What every target's back-substitution reuses, computed once per call: an affine node's W^T, |W| and
+    longest column (its products' length), an activation's relaxation on its input's final enclosure."""
+
+    def __init__(self, g: GraphNetwork, out: list):
+        self.g, self.out, self.cache = g, out, {}
+
+    def affine(self, j: int):
+        if j not in self.cache:
+            W = self.g.nodes[j].W
+            k = int(np.diff(W.tocsc().indptr).max(initial=0)) if hasattr(W, "tocsc") else W.shape[0]
+            self.cache[j] = (W.T.tocsr() if hasattr(W, "tocsr") else W.T, abs(W), k + 2)
+        return self.cache[j]
+
+    def relaxation(self, j: int):
+        if j not in self.cache:
+            n = self.g.nodes[j]
+            self.cache[j] = relaxation(n.act, *self.out[n.inputs[0]])
+        return self.cache[j]
 
 
 def target_seconds(g: GraphNetwork) -> dict:
@@ -59,12 +84,12 @@ def target_seconds(g: GraphNetwork) -> dict:
     below, units = [], 0.0                   # units of the nodes before each one
     for n in g.nodes:
         below.append(units)
-        units += (n.W.nnz if hasattr(n.W, "nnz") else np.size(n.W)) if n.kind == "affine" else 8 * n.size
+        units += _nnz(n.W) if n.kind == "affine" else 8 * n.size
     out = {}
     for i in sorted({g.nodes[a].inputs[0] for a in g.act_nodes}):
         n = g.nodes[i]
         if i > 0 and n.kind != "act" and not (n.kind == "affine" and n.inputs[0] == 0) and n.size * biggest <= MAX_ENTRIES:
-            out[i] = SECONDS_PER_UNIT * 2 * n.size * (below[i] + (n.W.nnz if hasattr(n.W, "nnz") else 0))
+            out[i] = SECONDS_PER_UNIT * 2 * n.size * (below[i] + (_nnz(n.W) if n.kind == "affine" else 0))
     return out
 
 
@@ -72,7 +97,7 @@ def _mag(b: tuple) -> np.ndarray:
     return np.maximum(np.abs(b[0]), np.abs(b[1]))
 
 
-def _back_substitute(g: GraphNetwork, T: int, out: list, domain) -> tuple[np.ndarray, np.ndarray]:
+def _back_substitute(g: GraphNetwork, T: int, out: list, domain, parts: _Parts) -> tuple[np.ndarray, np.ndarray]:
     m = g.nodes[T].size
     res = []
     for upper in (True, False):
@@ -103,15 +128,14 @@ def _back_substitute(g: GraphNetwork, T: int, out: list, domain) -> tuple[np.nda
             n = g.nodes[j]
             if n.kind == "affine":
                 src = n.inputs[0]
-                WT = n.W.T.tocsr() if hasattr(n.W, "tocsr") else n.W.T
+                WT, absW, k = parts.affine(j)
                 M = np.asarray((WT @ L.T).T)
-                k = int(np.diff(n.W.tocsc().indptr).max(initial=0)) + 2 if hasattr(n.W, "tocsc") else n.W.shape[0] + 2
-                err += _gamma(k) * (np.abs(L) @ (abs(n.W) @ _mag(out[src])))   # (|L| |W|) |x|
+                err += _gamma(k) * (np.abs(L) @ (absW @ _mag(out[src])))   # (|L| |W|) |x|
                 err += _gamma(L.shape[1]) * (np.abs(L) @ np.abs(n.b)) + add_const(L @ n.b)
                 push(src, M)
             elif n.kind == "act":
                 src = n.inputs[0]
-                aL, bL, aU, bU = relaxation(n.act, *out[src])
+                aL, bL, aU, bU = parts.relaxation(j)
                 P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
                 a_p, b_p, a_n, b_n = (aU, bU, aL, bL) if upper else (aL, bL, aU, bU)
                 Lz = P * a_p + N * a_n
