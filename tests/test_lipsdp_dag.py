@@ -174,3 +174,73 @@ def test_carry_free_certificate_at_its_own_value():
         F = dag_value(dd, t_dag)
         rho_c, L, info = certify_dag(dd, F, t_dag)
         assert math.sqrt(F) <= L <= math.sqrt(F) * (1 + 1e-3), (F, L, info)
+
+
+def _wide_cases(seeds, acts=("relu", "tanh")):
+    """(graph, c, domain, slopes, DAG data on the superset box [0, b]) for lifted graphs with carries."""
+    from lipopt.relaxations.lipsdp_layers import growth_terms
+    out = []
+    for act in acts:
+        for make in MAKERS:
+            for s in seeds:
+                g = make(s, act)
+                rng = np.random.default_rng(s + 7)
+                c = rng.normal(size=g.output_size)
+                domain = [None, Ball(rng.normal(size=g.input_size), 0.4, "inf")][s % 2]
+                sl = graph_slopes(g, domain)
+                lifted = lift(g, lift_start(g))
+                if not lifted.n_identity:
+                    continue
+                box = lifted_slopes(g, lifted, sl.lo, sl.hi)
+                wide = [np.zeros_like(np.asarray(h, float)) for h in box.hi]
+                from lipopt.slopes import SlopeBox
+                lo, hi = _value_box(lifted, SlopeBox(tuple(wide), box.hi))
+                dd = dag_data(lifted.dag, lifted.net.widths[0], lo, hi, growth_terms(lifted.net, box), c)
+                if dd is not None:
+                    out.append((g, c, domain, sl, dd))
+    return out
+
+
+def test_carry_free_closed_form_is_a_certified_feasible_point():
+    """ECLipsE-Fast's rule on the carry-free LMI: its F is the LMI's F at its multipliers (one factorisation),
+    every multiplier positive, and the certificate at that F never below the enumerated FGL (the superset
+    box contains the slopes), within rounding of sqrt(F)."""
+    from lipopt.relaxations.lipsdp_dag_start import dag_closed_form
+    cases = _wide_cases(range(6))
+    assert len(cases) >= 20
+    for g, c, domain, sl, dd in cases:
+        for data in (dd, reduce_input(dd)):
+            t, F = dag_closed_form(data)
+            assert all(np.all(np.isfinite(x)) and np.all(x > 0) for x in t)
+            assert F == pytest.approx(dag_value(data, t), rel=1e-9)
+        rho_c, L, info = certify_dag(dd, F, t)
+        assert L >= enumerate_fgl(g, c, "2", sl) * (1 - 1e-12)
+        assert math.sqrt(F) <= L <= math.sqrt(F) * (1 + 1e-3), (F, L, info)
+
+
+def test_carry_free_closed_form_needs_the_superset_box():
+    from lipopt.relaxations.lipsdp_dag_start import dag_closed_form
+    for g, c, lifted, ld, dd, t in _carried(range(3)):
+        if any(p is not None and np.any(p) for p in dd.p):
+            with pytest.raises(ValueError, match="every p = 0"):
+                dag_closed_form(dd)
+            return
+    pytest.fail("no lifted graph with a narrow slope box among the seeds")
+
+
+def test_l2_opt_on_lifted_graphs_from_the_carry_free_start_alone(monkeypatch):
+    """With the lifted chain's starts skipped (as on large graphs under a budget) the carry-free closed form
+    alone starts the refinement: l2-opt stays above the enumerated FGL (the chain's starts: the sweeps above)."""
+    import lipopt.methods.l2_dag as l2_dag
+    monkeypatch.setattr(l2_dag, "CHAIN_PER_DAG", math.inf)
+    ran = 0
+    for make in MAKERS:
+        for s in range(4):
+            g, c, domain, sl, lifted, _ = _setup(make, s, s % 4)
+            if not lifted.n_identity:
+                continue
+            opt = upper_bound(g, norm="2", c=c, domain=domain, method="l2-opt", lower=False, time_limit=10)
+            assert opt.upper_bound >= enumerate_fgl(g, c, "2", sl)
+            assert opt.upper_bound == 0 or opt.details["start"] == "carry-free closed form"
+            ran += 1
+    assert ran >= 8

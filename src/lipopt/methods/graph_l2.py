@@ -13,8 +13,8 @@ blocks become layers with identity neurons carrying the skip). LeNet-5: its dens
 max pool; residual nets: the whole graph. When that part has no affine layer followed by an activation
 (conv -> act -> max pool -> dense), the max pools are lifted too, as tournaments of [0, 1] neurons
 (``lift_start``). Graphs with no such part either are refused by the registry (``tail_check``): their
-bound would be the product's. ``l2-opt`` on a lifted chain with carries refines the carry-free LMI of
-the same values instead (``methods.l2_dag``).
+bound would be the product's. ``l2-fast`` / ``l2-opt`` on a lifted chain with carries start from
+(and refine) the carry-free LMI of the same values instead (``methods.l2_dag``).
 """
 from __future__ import annotations
 
@@ -108,9 +108,9 @@ def graph_l2_runner(mode: str):
         left = None if limit is None else max(0.0, float(limit) - (time.perf_counter() - t0))   # the lift's time counts
         if mode == "sdp":
             out = _sdp_output(lipsdp_neuron(net, vec, box, solver=opts.get("sdp_solver", "sdpa"), time_limit=left))
-        elif mode == "opt" and lifted.n_identity:
+        elif lifted.n_identity:
             from .l2_dag import dag_with_deadline
-            out = _sdp_output(dag_with_deadline(lifted, net.widths[0], vec, box, left))
+            out = _sdp_output(dag_with_deadline(lifted, net.widths[0], vec, box, left, refine_starts=mode == "opt"))
         else:
             out = _sdp_output(_with_deadline(net, vec, box, mode, left))
         ub = finite_upper(relative_up(out.upper * head, 2))

@@ -79,6 +79,17 @@ def sandwich_w(data: LayerData, l: int, v: np.ndarray) -> np.ndarray:
     return (Ws.T @ Ws.multiply(v[:, None]).tocsr()).toarray()
 
 
+def growth_terms(net: Network, slopes: SlopeBox) -> list:
+    """[1, g_1, ..., g_d]: g_l >= ||dx_l||^2 / ||dx_0||^2 over the slope box (products of kappa_l ||W_l||_2,
+    squared, rounded up): the R^2 of LipSDP's deficit argument, layer by layer."""
+    terms, growth = [1.0], 1.0
+    for l in range(1, net.depth + 1):
+        kappa = float(max(np.abs(slopes.lo[l - 1]).max(), np.abs(slopes.hi[l - 1]).max()))
+        growth = up(growth * up(up(kappa * _norm2_upper(net.weights[l - 1])) ** 2))
+        terms.append(growth)
+    return terms
+
+
 def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     """The LMI's data; None when some hidden layer has no neuron left (then c^T f is constant: L = 0)."""
     c = check_c(net, c)
@@ -87,11 +98,7 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     if d == 0:
         raise InvalidInputError("the layer-structured LipSDP needs at least one hidden layer")
     kept = [np.flatnonzero((np.asarray(lo) != 0) | (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)]
-    terms, growth = [1.0], 1.0
-    for l in range(1, d + 1):
-        kappa = float(max(np.abs(slopes.lo[l - 1]).max(), np.abs(slopes.hi[l - 1]).max()))
-        growth = up(growth * up(up(kappa * _norm2_upper(net.weights[l - 1])) ** 2))
-        terms.append(growth)
+    terms = growth_terms(net, slopes)
     R2 = sum_up(terms)
     if any(len(k) == 0 for k in kept):
         return None
