@@ -160,6 +160,36 @@ def test_dual_bound_any_multipliers():
     assert dual_bound(obj, A, np.array([1.0]), E, np.zeros(1), lb, ub, np.ones(1), np.zeros(1)) <= 1.0 + 1e-12
 
 
+def test_unit_bounds_match_one_by_one_and_bound_the_lp():
+    """DualCertifier.unit_bounds (many unit objectives at once, bound_propagation's batches) gives, for
+    random multipliers (negative, NaN and huge entries included), the bound of ``bound`` up to the sums'
+    rounding, and never less than the LP's optimum (HiGHS' value)."""
+    from scipy.optimize import linprog
+    from lipopt.certify.lp_dual import DualCertifier
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        m, e, n = int(rng.integers(2, 8)), int(rng.integers(1, 4)), int(rng.integers(3, 9))
+        A = sp.csr_array(rng.standard_normal((m, n)) * (rng.random((m, n)) < 0.6))
+        E = sp.csr_array(rng.standard_normal((e, n)))
+        lb, ub = -rng.uniform(0, 2, n), rng.uniform(0, 2, n)
+        x0 = rng.uniform(lb, ub)
+        b, f = A @ x0 + rng.uniform(0, 1, m), E @ x0       # feasible: x0 is inside
+        cert = DualCertifier(A, b, E, f, lb, ub)
+        T = 2 * n
+        cols, signs = np.tile(np.arange(n), 2), np.repeat([1.0, -1.0], n)
+        W = rng.standard_normal((T, m + e)) * np.exp(rng.uniform(-3, 3, (T, m + e)))
+        W[0, 0], W[1, -1] = np.nan, 1e300
+        got = cert.unit_bounds(cols, signs, W.copy())
+        for i in range(T):
+            obj = np.zeros(n)
+            obj[cols[i]] = signs[i]
+            one = cert.bound(obj, W[i].copy())
+            assert got[i] >= one - 1e-9 * max(1.0, abs(one)) and got[i] <= one + 1e-9 * max(1.0, abs(one))
+            opt = -linprog(-obj, A_ub=A.toarray(), b_ub=b, A_eq=E.toarray(), b_eq=f, bounds=list(zip(lb, ub)),
+                           method="highs").fun
+            assert got[i] >= opt - 1e-9
+
+
 def test_api_and_refusal():
     net = small_network([6, 5, 5, 5, 5, 5, 3], 2)
     for method in ("interval", "lifted-lp"):

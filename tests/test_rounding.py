@@ -206,6 +206,25 @@ def test_sum_up_and_down_enclose_the_exact_sum():
         assert Fraction(hi) - Fraction(lo) <= 2 * Fraction(math.ulp(s))
 
 
+def test_row_sums_up_bound_every_exact_sum_and_stay_close():
+    """Vectorised sums (one array or several parts) are >= the exact rational sums, even with heavy
+    cancellation, and within 2 gamma_n sum|x| plus an ulp of them."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n, rows = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        X = rng.standard_normal((rows, n)) * np.exp(rng.uniform(-30, 30, (rows, n)))
+        if trial % 3 == 0:  # cancellation: each row followed by its near-negation
+            X = np.concatenate([X, -X * (1 + 2.0**-50)], axis=1)
+        split = int(rng.integers(0, X.shape[1] + 1))
+        for got in (R.row_sums_up(X), R.row_sums_up([X[:, :split], X[:, split:]]),
+                    R.row_sums_up([X.T[:split], X.T[split:]], axis=0)):
+            for i in range(X.shape[0]):
+                exact = sum(Fraction(a) for a in X[i].tolist())
+                assert exact <= Fraction(float(got[i]))
+                slack = 3.05 * R.gamma(X.shape[1] + 1) * float(np.abs(X[i]).sum()) + 1e-290
+                assert Fraction(float(got[i])) - exact <= Fraction(slack) + Fraction(math.ulp(float(got[i])))
+
+
 def test_gamma_bounds_highams_constant_and_is_monotone():
     ks = [1, 2, 3, 10, 100, 12345, 10**6, 10**9, 10**12, 10**13]
     prev = 0.0

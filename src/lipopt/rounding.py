@@ -9,7 +9,8 @@ correctly rounded one, so one ulp outward covers it.
 Helpers: ``gamma`` (rounded up, checked), ``gamma_float`` (the plain float formula, for callers that carry
 their own safety factor), ``gamma_loose`` (the generous relative widening of the pre-activation bounds),
 ``up`` / ``down`` (scalar, one ulp), ``next_up`` / ``next_down`` (elementwise, numpy types kept),
-``sum_up`` / ``sum_down`` (fsum is correctly rounded, then one ulp), ``norm2_bound``, ``widen_up`` /
+``sum_up`` / ``sum_down`` (fsum is correctly rounded, then one ulp), ``row_sums_up`` (many sums at once:
+float sums plus Higham's bound), ``norm2_bound``, ``widen_up`` /
 ``widen_down`` / ``widen`` (x +- margin +- TINY, then one ulp) and ``relative_up`` (x (1 +- k u), then
 one ulp up).
 """
@@ -76,6 +77,18 @@ def sum_up(values) -> float:
 def sum_down(values) -> float:
     """Lower bound on the exact sum of floats (fsum, then one ulp down)."""
     return down(math.fsum(values))
+
+
+def row_sums_up(parts, axis: int = -1) -> np.ndarray:
+    """Upper bounds on the exact sums along ``axis`` of the float arrays ``parts`` together (one array or
+    several with the same shape off ``axis``), vectorised: a float sum of n terms in any order has
+    |s - exact| <= gamma_{n-1} sum|x|, and the float sum a of |x| is >= (1 - gamma_n) sum|x|, so
+    s + 2 gamma_{n+1} a (rounded up, TINY against underflow) covers it, one ulp up after the addition."""
+    parts = [np.asarray(parts, float)] if isinstance(parts, np.ndarray) else [np.asarray(x, float) for x in parts]
+    n = sum(x.shape[axis] for x in parts)
+    s = sum(x.sum(axis=axis) for x in parts)
+    a = sum(np.abs(x).sum(axis=axis) for x in parts)
+    return next_up(s + next_up(2.0 * gamma(n + 1) * a + TINY))
 
 
 def norm2_bound(E: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..rounding import gamma, next_up, sum_up, widen_down, widen_up
+from ..rounding import gamma, next_up, row_sums_up, sum_up, widen_down, widen_up
 
 
 class DualCertifier:
@@ -41,6 +41,26 @@ class DualCertifier:
         r_lo, r_hi = widen_down(r, err), widen_up(r, err)
         corners = np.stack([r_lo * self.lb, r_lo * self.ub, r_hi * self.lb, r_hi * self.ub])
         return sum_up(np.concatenate([next_up(self.rhs * w), next_up(corners.max(axis=0))]).tolist())
+
+    def unit_bounds(self, cols: np.ndarray, signs, W: np.ndarray) -> np.ndarray:
+        """``bound`` for many unit objectives at once: target i maximises signs[i] x[cols[i]] with
+        multipliers W[i] (W of shape (T, rows)); the same terms, summed by ``rounding.row_sums_up``."""
+        T = len(cols)
+        W = np.nan_to_num(np.array(W, float, ndmin=2), nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+        np.maximum(W[:, :self.m_ub], 0.0, out=W[:, :self.m_ub])
+        at = (np.asarray(cols), np.arange(T))
+        R = -np.asarray(self.Mt @ W.T)               # (columns, T): r = o - M^T w, column layout
+        R[at] += np.broadcast_to(np.asarray(signs, float), (T,))
+        err = np.asarray(self.absMt @ np.abs(W).T)
+        err[at] += 1.0
+        err *= 4.0 * self.gamma
+        err = next_up(err)
+        r_lo, r_hi = widen_down(R, err), widen_up(R, err)
+        lb, ub = self.lb[:, None], self.ub[:, None]
+        corners = np.maximum(r_lo * lb, r_lo * ub)
+        np.maximum(corners, r_hi * lb, out=corners)
+        np.maximum(corners, r_hi * ub, out=corners)
+        return row_sums_up([next_up(self.rhs[:, None] * W.T), next_up(corners)], axis=0)
 
 
 def dual_bound(obj: np.ndarray, A: sp.csr_array, b: np.ndarray, E: sp.csr_array | None, f: np.ndarray | None,

@@ -50,15 +50,17 @@ def propagate(net: Network, box: JacobianBox, t: int, sign: float, lam: float):
     return Y, Z, est
 
 
-def assemble(net: Network, box: JacobianBox, t: int, Y: dict, Z: dict, row: int) -> np.ndarray:
-    """The multiplier vector (A_ub rows, then A_eq rows) of target ``row`` for lifted_lp(first=max(t, 0))."""
+def assemble(net: Network, box: JacobianBox, t: int, Y: dict, Z: dict, row) -> np.ndarray:
+    """The multiplier vector (A_ub rows, then A_eq rows) of target ``row`` for lifted_lp(first=max(t, 0));
+    for an index array ``row``, one such vector per target (a (len(row), rows) matrix)."""
     d = net.depth
     first = max(t, 0)
+    lead = np.shape(row)            # () for one target, (T,) for many
     ys = []
     for k in range(first, d):
         n = len(box.s_lo[k])
-        ys += [blk[row] for blk in Y[k]] if k in Y else [np.zeros(4 * n)]
-    zs = [Z[k][row] if k in Z else np.zeros(len(box.s_lo[k])) for k in range(first, d - 1)]
+        ys += [blk[row] for blk in Y[k]] if k in Y else [np.zeros(lead + (4 * n,))]
+    zs = [Z[k][row] if k in Z else np.zeros(lead + (len(box.s_lo[k]),)) for k in range(first, d - 1)]
     if first == 0:  # lifted_lp(first=0) carries g's equality rows: the target's own, or none
-        zs.append(Z[-1][row] if t < 0 else np.zeros(net.widths[0]))
-    return np.concatenate(ys + zs)
+        zs.append(Z[-1][row] if t < 0 else np.zeros(lead + (net.widths[0],)))
+    return np.concatenate(ys + zs, axis=-1)
