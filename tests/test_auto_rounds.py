@@ -125,3 +125,19 @@ def test_mip_refuses_from_shapes_before_building_when_setup_cannot_fit(monkeypat
     monkeypatch.setattr(mip_module, "HIGHS_SETUP_PER_NONZERO", 1e-12)   # fits: built and solved
     monkeypatch.undo()
     assert exact_lipschitz_mip(net, np.ones(1), dom, "inf", time_limit=30.0).upper > 0
+
+
+def test_auto_leaves_the_mip_out_above_its_free_neuron_cap(monkeypatch):
+    """With more free neurons than AUTO_MIP_FREE the MIP is not among auto's attempts (it would end at the
+    interval bound); at or below the cap it runs."""
+    from lipopt.methods import auto as auto_module
+    net = _net((8, 12, 12, 12, 1), seed=3)   # deep enough that no exact search proves the FGL first
+    dom = Box(np.full(8, -0.5), np.full(8, 0.5))
+    from lipopt.slopes import local_slopes
+    slopes = local_slopes(net, dom)
+    free = int(sum(np.sum(lo != hi) for lo, hi in zip(slopes.lo, slopes.hi)))
+    assert free > 0
+    for cap, expect in ((free - 1, False), (free, True)):
+        monkeypatch.setattr(auto_module, "AUTO_MIP_FREE", cap)
+        out = run_auto(net, np.ones(1), "inf", slopes, {"time_limit": 1.5, "domain": dom})
+        assert any(a["method"] == "exact" for a in out.details["attempts"]) is expect

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError, SolverFailure
+from ..methods.auto import AUTO_MIP_FREE
 from .cells import Cell
 from .config import Settings
 from .networks import build_domain, build_network, test_images, zoo_manifest
@@ -57,7 +58,7 @@ SLOW_LIMITS = {"auto": 60.0, "upper": 20.0, "lower": 10.0, "peer": 60.0}
 HEADLINE = ("product", "auto")   # on every image; the other methods on the first DETAIL_IMAGES
 DETAIL_IMAGES = 1
 LOWER_BUDGET = 30.0  # seconds: the lower bound's hard budget (its lipopt limit is the cell runner's 5 s)
-MIP_FREE = 100      # the activation-consistent MIP only with at most this many free neurons
+MIP_FREE = AUTO_MIP_FREE   # the activation-consistent MIP only with at most this many free neurons (auto's rule)
 LOWER = "ascent"
 QUICK = {"models": ("mlp64", "digits32x6", "lenet5"), "images": 1, "limit": 3.0,
          "scopes": ("l_inf global", "l_inf r=0.1", "l2 global"), "peers": ("ECLipsE-Fast",),

@@ -37,6 +37,9 @@ PREFERRED_SHARE = 0.8       # of the time left, for the registry's preferred any
 RERUN_GAIN = 2.0             # the second round reruns the leading anytime method with at least this x its limit
 SEARCH_NEAR = 1.5            # ... and leaves the search half of the rest only while its upper end is this close
 SKIP_FACTOR = 2.0            # a method that stops by itself is skipped when its estimate exceeds this x time left
+AUTO_MIP_FREE = 100          # the activation-consistent MIP only with at most this many free neurons: beyond,
+                             # its seconds end at the interval bound (zoo, 15 s: cnn_bn r = 0.01 with 417,
+                             # mlp64x7 r = 0.1, cnn_stride2 r = 0.1, mlp128x4 r = 0.01: 2-3 s each, no gain)
 
 
 def estimate(problem: Problem, name: str, opts: dict) -> float | None:
@@ -60,8 +63,8 @@ def estimate(problem: Problem, name: str, opts: dict) -> float | None:
         return AUTO_SDP_SECONDS * (order * (1 + max(0, net.depth - 1))) ** 3
     if name == "sdp2":
         return 3 * AUTO_SDP_SECONDS * order ** 3
-    if name == "exact":
-        return 1e3  # a MIP: last, with what is left
+    if name == "exact":  # a MIP: last, with what is left; not at all when hopeless
+        return None if problem.free_neurons > AUTO_MIP_FREE else 1e3
     from .registry import METHODS  # the registry imports this module; entries may declare an estimate
     own = METHODS[name].estimate if name in METHODS else None
     return None if own is None else own(problem, opts)
