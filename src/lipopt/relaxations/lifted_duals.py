@@ -23,6 +23,16 @@ def _dense(W) -> np.ndarray:
     return W.toarray() if hasattr(W, "toarray") else np.asarray(W)
 
 
+SPARSE_DENSITY = 0.1    # below it cur @ W^T uses W's sparsity (a conv layer: cnn_bn's 0.05 s against 0.19 s dense)
+
+
+def _times_transpose(cur: np.ndarray, W) -> np.ndarray:
+    """cur @ W^T, through scipy.sparse when W is sparse enough (a float dual point either way)."""
+    if hasattr(W, "toarray") and W.nnz < SPARSE_DENSITY * W.shape[0] * W.shape[1]:
+        return np.asarray(cur @ W.T)
+    return cur @ _dense(W).T
+
+
 def propagate(net: Network, box: JacobianBox, t: int, sign: float, lam: float):
     """Multipliers for all targets of layer t (t = -1: g) and their float estimate of the bound.
 
@@ -33,10 +43,10 @@ def propagate(net: Network, box: JacobianBox, t: int, sign: float, lam: float):
     Z = {t: sign * np.eye(n_t)}
     Y = {}
     est = np.zeros(n_t)
-    cur = Z[t]
+    cur = None      # Z[t] = sign I: its product with the first weight is that weight (exactly), not n_t^2 n_k flops
     for k in range(t + 1, d):
         sl, sh, ul, uh = box.s_lo[k], box.s_hi[k], box.u_lo[k], box.u_hi[k]
-        A = cur @ _dense(net.weights[k]).T
+        A = sign * _dense(net.weights[k]).T if cur is None else _times_transpose(cur, net.weights[k])
         P, N = np.maximum(A, 0.0), np.maximum(-A, 0.0)
         Y[k] = (lam * N, (1 - lam) * N, lam * P, (1 - lam) * P)
         est += (lam * N) @ (sl * ul) + ((1 - lam) * N) @ (sh * uh) - (lam * P) @ (sh * ul) - ((1 - lam) * P) @ (sl * uh)
