@@ -32,35 +32,41 @@ class DualCertifier:
         self.gamma = gamma(int(np.diff(self.Mt.indptr).max(initial=0)) + 3)
         self.lb, self.ub = np.asarray(lb, float), np.asarray(ub, float)
 
+    def _clean(self, W: np.ndarray) -> np.ndarray:
+        """A copy of the multipliers (rows first, targets last if several): NaN / inf to 0, y clipped at 0."""
+        W = np.nan_to_num(np.array(W, float), nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+        np.maximum(W[:self.m_ub], 0.0, out=W[:self.m_ub])
+        return W
+
+    def _terms(self, r: np.ndarray, err: np.ndarray, W: np.ndarray):
+        """The bound's terms rounded up: b^T y + f^T z by rows, and per column the largest corner of
+        [r - err, r + err] x [lb, ub] (a trailing axis of targets kept)."""
+        r_lo, r_hi = widen_down(r, err), widen_up(r, err)
+        shape = (-1,) + (1,) * (r.ndim - 1)
+        lb, ub = self.lb.reshape(shape), self.ub.reshape(shape)
+        corners = np.maximum(r_lo * lb, r_lo * ub)
+        np.maximum(corners, r_hi * lb, out=corners)
+        np.maximum(corners, r_hi * ub, out=corners)
+        return next_up(self.rhs.reshape(shape) * W), next_up(corners)
+
     def bound(self, obj: np.ndarray, w: np.ndarray) -> float:
         """Upper bound on max obj^T x for multipliers w = (y, z) (y clipped at 0)."""
-        w = np.nan_to_num(np.asarray(w, float), nan=0.0, posinf=0.0, neginf=0.0)
-        w[:self.m_ub] = np.maximum(w[:self.m_ub], 0.0)
+        w = self._clean(w)
         r = obj - self.Mt @ w
         err = next_up(4.0 * self.gamma * (np.abs(obj) + self.absMt @ np.abs(w)))
-        r_lo, r_hi = widen_down(r, err), widen_up(r, err)
-        corners = np.stack([r_lo * self.lb, r_lo * self.ub, r_hi * self.lb, r_hi * self.ub])
-        return sum_up(np.concatenate([next_up(self.rhs * w), next_up(corners.max(axis=0))]).tolist())
+        return sum_up(np.concatenate(self._terms(r, err, w)).tolist())
 
     def unit_bounds(self, cols: np.ndarray, signs, W: np.ndarray) -> np.ndarray:
         """``bound`` for many unit objectives at once: target i maximises signs[i] x[cols[i]] with
         multipliers W[i] (W of shape (T, rows)); the same terms, summed by ``rounding.row_sums_up``."""
-        T = len(cols)
-        W = np.nan_to_num(np.array(W, float, ndmin=2), nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-        np.maximum(W[:, :self.m_ub], 0.0, out=W[:, :self.m_ub])
-        at = (np.asarray(cols), np.arange(T))
-        R = -np.asarray(self.Mt @ W.T)               # (columns, T): r = o - M^T w, column layout
-        R[at] += np.broadcast_to(np.asarray(signs, float), (T,))
-        err = np.asarray(self.absMt @ np.abs(W).T)
+        W = self._clean(np.atleast_2d(W).T)           # (rows, T): column layout throughout
+        at = (np.asarray(cols), np.arange(W.shape[1]))
+        R = -np.asarray(self.Mt @ W)                 # r = o - M^T w, the unit o added below
+        R[at] += np.broadcast_to(np.asarray(signs, float), (W.shape[1],))
+        err = np.asarray(self.absMt @ np.abs(W))
         err[at] += 1.0
-        err *= 4.0 * self.gamma
-        err = next_up(err)
-        r_lo, r_hi = widen_down(R, err), widen_up(R, err)
-        lb, ub = self.lb[:, None], self.ub[:, None]
-        corners = np.maximum(r_lo * lb, r_lo * ub)
-        np.maximum(corners, r_hi * lb, out=corners)
-        np.maximum(corners, r_hi * ub, out=corners)
-        return row_sums_up([next_up(self.rhs[:, None] * W.T), next_up(corners)], axis=0)
+        err = next_up(4.0 * self.gamma * err)
+        return row_sums_up(self._terms(R, err, W), axis=0)
 
 
 def dual_bound(obj: np.ndarray, A: sp.csr_array, b: np.ndarray, E: sp.csr_array | None, f: np.ndarray | None,

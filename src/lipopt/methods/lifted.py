@@ -128,7 +128,7 @@ def _propagated(net: Network, box, deadline: float | None) -> tuple[object, int]
     for t in range(net.depth - 3, -2, -1):
         lp = lifted_lp(net, box, first=max(t, 0))
         cert = DualCertifier(lp.A_ub, lp.b_ub, lp.A_eq, np.zeros(lp.A_eq.shape[0]), lp.lb, lp.ub)
-        cols = lp.g_index if t < 0 else lp.u_index[t]
+        cols = np.asarray(lp.g_index if t < 0 else lp.u_index[t])
         ends = {}
         for sign in (1.0, -1.0):
             out = np.full(len(cols), np.inf)
@@ -145,7 +145,7 @@ def _propagated(net: Network, box, deadline: float | None) -> tuple[object, int]
                     if deadline is not None and time.perf_counter() >= deadline:
                         break  # the targets left keep their boxes (out = inf)
                     js = targets[s0:s0 + chunk]
-                    out[js] = cert.unit_bounds(np.asarray(cols)[js], sign, assemble(net, box, t, Y, Z, js))
+                    out[js] = cert.unit_bounds(cols[js], sign, assemble(net, box, t, Y, Z, js))
                     count += len(js)
             ends[sign] = out
         if t >= 0:
