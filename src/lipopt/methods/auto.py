@@ -1,6 +1,7 @@
 """auto: an anytime portfolio over the registry, returning the best certified bound within the budget.
 
-Order: the product bound (instant); a short exact search where the registry says exact-fgl applies
+Order: the product bound (instant); on a graph, its vertex enumeration when estimated within
+AUTO_GRAPH_SEARCH of the budget; a short exact search where the registry says exact-fgl applies
 (once the FGL is proved nothing that relaxes P can beat it, so auto stops); then every other applicable
 upper-bound method (less those another one subsumes), first those that stop by themselves, cheapest
 estimate first (not started when the estimate is far beyond the time left), then the anytime ones, each
@@ -37,6 +38,8 @@ PREFERRED_SHARE = 0.8       # of the time left, for the registry's preferred any
 RERUN_GAIN = 2.0             # the second round reruns the leading anytime method with at least this x its limit
 SEARCH_NEAR = 1.5            # ... and leaves the search half of the rest only while its upper end is this close
 SKIP_FACTOR = 2.0            # a method that stops by itself is skipped when its estimate exceeds this x time left
+AUTO_GRAPH_SEARCH = 0.4      # of the budget at most, by its estimate, for a graph's vertex enumeration (run first:
+                             # once it proves the FGL nothing else can beat it)
 AUTO_MIP_FREE = 100          # the activation-consistent MIP only with at most this many free neurons: beyond,
                              # its seconds end at the interval bound (zoo, 15 s: cnn_bn r = 0.01 with 417,
                              # mlp64x7 r = 0.1, cnn_stride2 r = 0.1, mlp128x4 r = 0.01: 2-3 s each, no gain)
@@ -102,8 +105,13 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
 
     names = [m.name for m in applicable(problem) if m.name != "auto"]
     attempt("product", METHODS["product"].runner, budget)
-    searchable = "exact-fgl" in names and ((norm == "inf" and 1 <= net.depth <= 2)
-                                          or problem.free_neurons <= AUTO_ENUMERATION_BITS)
+    if is_graph(net) and "exact-fgl" in names:  # a graph's enumeration is not resumable: first, or not at all
+        from ..exact.graph_fgl import estimate_seconds
+        cost = estimate_seconds(net, problem.slopes)
+        if cost <= AUTO_GRAPH_SEARCH * budget:
+            attempt("exact-fgl", METHODS["exact-fgl"].runner, 2 * cost + 1.0)
+    searchable = not is_graph(net) and "exact-fgl" in names and (
+        (norm == "inf" and 1 <= net.depth <= 2) or problem.free_neurons <= AUTO_ENUMERATION_BITS)
     quick = normalised(exact_session(problem.free_neurons))  # one search, resumed when auto returns
 
     def proved() -> bool:

@@ -15,8 +15,8 @@ from ..problem import Budget, Norm, Problem
 from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
-from .graph import (GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusal, run_graph_interval,
-                    run_graph_product)
+from .graph import (GRAPH_LAYERS, graph_aware, graph_fgl_check, graph_lower_runner, is_graph, layers_refusal,
+                    run_graph_exact_fgl, run_graph_interval, run_graph_product)
 from .compose import estimate_compose, run_compose
 from .exact import run_exact_fgl, run_exact_mip
 from .graph_l2 import graph_l2_runner, tail_check
@@ -99,6 +99,8 @@ class Method:
 
 
 def _exact_fgl_check(problem: Problem) -> str | None:
+    if is_graph(problem.net):
+        return graph_fgl_check(problem)
     if problem.norm == "inf" and 1 <= problem.depth <= 2:
         return None
     free = problem.free_neurons
@@ -152,7 +154,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lp", "LiPopt-{degree} LP", Capabilities(norms=frozenset({"inf"})), normalised(run_lp),
            cite="Latorre, Rolland & Cevher, ICLR 2020", describe=_lp_lines, precheck=lp_precheck,
            options=("degree", "cliques", "solver", "lp_method", "coverage", "max_columns")),
-    Method("exact-fgl", "exact FGL ({algorithm})", Capabilities(check=_exact_fgl_check), normalised(run_exact_fgl),
+    Method("exact-fgl", "exact FGL ({algorithm})", Capabilities(check=_exact_fgl_check, layers=GRAPH_LAYERS),
+           graph_aware(normalised(run_exact_fgl), run_graph_exact_fgl),
            cite="exact maximum of the norm-gradient polynomial", options=("seed",), note=_fgl_note),
     Method("sdp", "Shor SDP", Capabilities(), normalised(run_sdp), cite="Shor relaxation of the norm-gradient polynomial",
            describe=_sdp_lines, options=("sdp_solver",)),
