@@ -26,6 +26,7 @@ from .lifted import (interval_estimate, interval_precheck, lifted_estimate, lift
                      run_lifted_lp)
 from .lp import lp_precheck, run_lp
 from .sdp import run_lipsdp, run_sdp, run_sdp2
+from .zonotope import run_zonotope, zonotope_estimate
 
 ALL_NORMS = frozenset(n.value for n in Norm)
 
@@ -191,6 +192,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            graph_aware(normalised(run_interval), run_graph_interval),
            cite="interval bounds on the backward pass (any depth)", estimate=interval_estimate,
            precheck=interval_precheck),
+    Method("zonotope", "zonotope Jacobian bound", Capabilities(depths=(1, None), layers=GRAPH_LAYERS),
+           graph_aware(normalised(run_zonotope), run_zonotope),
+           cite="affine arithmetic on the backward pass: shared noise symbols, chords of the norm",
+           estimate=zonotope_estimate),
     Method("lifted-lp", "lifted McCormick LP", Capabilities(depths=(1, None)), normalised(run_lifted_lp),
            cite="McCormick LP of the backward pass, certified from HiGHS duals", estimate=lifted_estimate,
            precheck=lifted_precheck, anytime=True),
