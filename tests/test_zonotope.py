@@ -114,10 +114,16 @@ def test_deadline_and_registry():
     assert r.upper_bound >= enumerate_fgl(g, c, norm, graph_slopes(g, domain), limit=4096) * (1 - REL)
     assert r.sizes["symbols"] >= 0
     net = _net(4, "relu")
-    p = api.make_problem(net, np.array([1.0, -1.0]), "inf", None, "linear", {})
     from lipopt.methods.registry import METHODS
-    assert METHODS["zonotope"].estimate(p, {}) > 0
-    deep = small_network([4, 8, 8, 8, 2], 3)   # 24 free neurons at depth 3: no exact search in auto
-    a = upper_bound(deep, norm="inf", c=np.array([1.0, -1.0]), method="auto", lower=False, time_limit=5)
+    est = METHODS["zonotope"].estimate
+    assert est(api.make_problem(net, np.array([1.0, -1.0]), "inf", None, "linear", {}), {}) is None  # all free
+    x0 = np.zeros(net.widths[0])
+    assert est(api.make_problem(net, np.array([1.0, -1.0]), "inf", Ball(x0, 1e-6, "inf"), "linear", {}), {}) > 0
+    deep, c = small_network([4, 16, 16, 16, 2], 3), np.array([1.0, -1.0])
+    for r in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6):   # more than auto's 16 enumeration bits, under 90 % free
+        dom = Ball(np.full(4, 0.3), r, "inf")
+        if 16 < api.make_problem(deep, c, "inf", dom, "linear", {}).free_neurons < 0.9 * 48:
+            break
+    a = upper_bound(deep, norm="inf", c=c, domain=dom, method="auto", lower=False, time_limit=5)
     z = [t for t in a.details["attempts"] if t["method"] == "zonotope"]
     assert z and z[0]["value"] >= a.upper_bound
