@@ -116,7 +116,8 @@ def test_refuses_beyond_the_vertex_limit_and_stops_at_the_deadline():
 
 def test_registry_and_auto_on_graphs(monkeypatch):
     """exact-fgl through the API equals the certified enumeration; auto proves the FGL with it first on a
-    small graph; beyond the vertex limit the registry refuses with the count."""
+    small graph; beyond the vertex limit the branch and bound proves it; beyond its unit limit the registry
+    refuses."""
     for g, c, norm, domain in _problems(12, 3000):
         ref = enumerate_fgl(g, c, norm, graph_slopes(g, domain), limit=4096)
         r = upper_bound(g, norm=norm, c=c, domain=domain, method="exact-fgl", lower=False, time_limit=10)
@@ -125,7 +126,11 @@ def test_registry_and_auto_on_graphs(monkeypatch):
         a = upper_bound(g, norm=norm, c=c, domain=domain, method="auto", lower=False, time_limit=10)
         assert a.details["best_method"] == "exact-fgl" and a.status == "optimal"
         assert a.upper_bound == r.upper_bound
-    monkeypatch.setattr(G, "MAX_VERTICES", 1)
+    monkeypatch.setattr(G, "MAX_VERTICES", 1)   # beyond the enumeration: the zonotope branch and bound
     g, c, norm, domain = next(p for p in _problems(40, 4000) if vertex_count(p[0], graph_slopes(p[0], p[3])) > 1)
-    with pytest.raises(InvalidInputError, match="derivative box"):
+    ref = enumerate_fgl(g, c, norm, graph_slopes(g, domain), limit=4096)
+    r = upper_bound(g, norm=norm, c=c, domain=domain, method="exact-fgl", lower=False, time_limit=10)
+    assert r.details["algorithm"].startswith("bnb") and ref <= r.upper_bound <= ref * (1 + 1e-9) + 1e-12
+    monkeypatch.setattr("lipopt.exact.zonotope_bnb.MAX_UNITS", 0)
+    with pytest.raises(InvalidInputError, match="limited to 0 free units"):
         upper_bound(g, norm=norm, c=c, domain=domain, method="exact-fgl", lower=False)

@@ -85,8 +85,8 @@ def test_time_limit_gives_a_certified_bracket():
 
 
 def test_exact_fgl_refuses_large_enumeration():
-    net = small_network((6, 10, 10, 8, 1), 0)
-    with pytest.raises(lipopt.InvalidInputError, match="limited to 24 free neurons"):
+    net = small_network((6, 100, 100, 100, 1), 0)   # 300 free neurons: beyond enumeration and the B&B's 256
+    with pytest.raises(lipopt.InvalidInputError, match="limited to 256 free units"):
         lipopt.upper_bound(net, method="exact-fgl")
     with pytest.raises(lipopt.InvalidInputError, match="lower must be"):
         lipopt.upper_bound(net, method="product", lower="magic")

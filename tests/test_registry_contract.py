@@ -240,14 +240,15 @@ def _violations(m) -> list[tuple[str, dict]]:
     if caps.activations is not None:
         out += [(f"activation {a}", {**base, "act": a}) for a in sorted(ACTIVATIONS) if a not in caps.activations]
     if caps.check is not None and not getattr(caps.check, "graphs_only", False):
-        # a shape-only check: look for a larger network (wide enough to exceed size limits) it refuses
+        # a shape-only check: look for a larger network (wide enough to exceed size limits: 13, then 100 per
+        # layer, e.g. the zonotope branch and bound's 256 free units) it refuses
         # while every declared field accepts it
-        for norm, depth in itertools.product(sorted(caps.norms), range(max(lo, 1), 4)):
+        for width, norm, depth in itertools.product((13, 100), sorted(caps.norms), range(max(lo, 1), 4)):
             if hi is not None and depth > hi:
                 continue
-            spec = {**base, "norm": norm, "depth": depth, "widths": [3] + [13] * depth + [2]}
+            spec = {**base, "norm": norm, "depth": depth, "widths": [3] + [width] * depth + [2]}
             if caps.check(_spec_problem(spec)) is not None:
-                out.append((f"check {norm}-d{depth}-13", spec))
+                out.append((f"check {norm}-d{depth}-{width}", spec))
                 break
         else:
             out.append(("check (no refused problem found)", None))

@@ -24,7 +24,7 @@ from ..problem import Problem
 from ..relaxations.krivine import precheck_size
 from .base import CLOSE_GAP, MethodOutput, normalised
 from .exact import exact_session
-from .graph import is_graph
+from .graph import graph_aware, is_graph
 
 AUTO_BUDGET = 60.0           # seconds for --method auto without --time-limit
 AUTO_FIRST_SEARCH = 2.0      # seconds at most (a quarter of the budget) for the first exact search
@@ -40,6 +40,8 @@ SEARCH_NEAR = 1.5            # ... and leaves the search half of the rest only w
 SKIP_FACTOR = 2.0            # a method that stops by itself is skipped when its estimate exceeds this x time left
 AUTO_GRAPH_SEARCH = 0.4      # of the budget at most, by its estimate, for a graph's vertex enumeration (run first:
                              # once it proves the FGL nothing else can beat it)
+AUTO_BNB_UNITS = 64          # free units (neurons, pool windows) at most for the zonotope branch and bound in
+                             # auto (mlp64x7 l_inf r=0.01 image 0, 36 free: the FGL 310.8 proved in 3.7 s)
 AUTO_MIP_FREE = 100          # the activation-consistent MIP only with at most this many free neurons: beyond,
                              # its seconds end at the interval bound (zoo, 15 s: cnn_bn r = 0.01 with 417,
                              # mlp64x7 r = 0.1, cnn_stride2 r = 0.1, mlp128x4 r = 0.01: 2-3 s each, no gain)
@@ -105,14 +107,19 @@ def run_auto(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> Meth
 
     names = [m.name for m in applicable(problem) if m.name != "auto"]
     attempt("product", METHODS["product"].runner, budget)
-    if is_graph(net) and "exact-fgl" in names:  # a graph's enumeration is not resumable: first, or not at all
-        from ..exact.graph_fgl import estimate_seconds
-        cost = estimate_seconds(net, problem.slopes)
-        if cost <= AUTO_GRAPH_SEARCH * budget:
+    graph = is_graph(net)
+    enumerated = False
+    if graph and "exact-fgl" in names:  # a graph's enumeration is not resumable: first, or not at all
+        from ..exact.graph_fgl import MAX_VERTICES, estimate_seconds, vertex_count
+        cost = estimate_seconds(net, problem.slopes) if vertex_count(net, problem.slopes) <= MAX_VERTICES else None
+        if cost is not None and cost <= AUTO_GRAPH_SEARCH * budget:
             attempt("exact-fgl", METHODS["exact-fgl"].runner, 2 * cost + 1.0)
-    searchable = not is_graph(net) and "exact-fgl" in names and (
-        (norm == "inf" and 1 <= net.depth <= 2) or problem.free_neurons <= AUTO_ENUMERATION_BITS)
-    quick = normalised(exact_session(problem.free_neurons))  # one search, resumed when auto returns
+            enumerated = True
+    units = problem.free_neurons + (problem.slopes.free_windows() if graph else 0)
+    searchable = "exact-fgl" in names and not enumerated and (
+        units <= AUTO_BNB_UNITS or (not graph and norm == "inf" and 1 <= net.depth <= 2))
+    session = exact_session(problem.free_neurons, AUTO_ENUMERATION_BITS)  # one search, resumed when auto returns
+    quick = graph_aware(normalised(session), session)
 
     def proved() -> bool:
         ex = outputs.get("exact-fgl")

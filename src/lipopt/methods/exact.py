@@ -12,6 +12,7 @@ from ..errors import InvalidInputError, SolverFailure
 from ..exact import ExactSearch, exact_fgl
 from ..exact.enumerate import MAX_ENUMERATION_BITS, dual_norm
 from ..exact.mip import exact_lipschitz_mip
+from ..exact.zonotope_bnb import ZonotopeSearch
 from ..model import Network
 from ..polynomial import SlopeBox
 from ..rounding import U, gamma_float, relative_up, up
@@ -24,16 +25,14 @@ LP_CLOSE_COLUMNS = 2_000_000  # the closing LP must stay cheap next to the searc
 
 def run_exact_fgl(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
     """l_inf with 1-2 hidden layers: exact_fgl_auto (DP, B&B or enumeration, the choice reported);
-    otherwise (other norms, deeper nets) vertex enumeration, limited to MAX_ENUMERATION_BITS free neurons."""
+    otherwise (other norms, deeper nets) vertex enumeration up to MAX_ENUMERATION_BITS free neurons, beyond
+    that branch and bound with zonotope node bounds (exact.zonotope_bnb; a bracket at the time limit)."""
     t0 = time.perf_counter()
     free = int(sum(np.count_nonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)))
     if norm == "inf" and 1 <= net.depth <= 2:
         return _exact_fgl_search(net, vec, slopes, opts, free, t0)
     if free > MAX_ENUMERATION_BITS:
-        why = "l_inf with 1 or 2 hidden layers" if norm == "inf" else "the l_inf norm"
-        raise InvalidInputError(
-            f"exact FGL for norm l_{norm} and {net.depth} hidden layer(s) enumerates vertices, limited to "
-            f"{MAX_ENUMERATION_BITS} free neurons; this network has {free} (DP and branch and bound need {why})")
+        return bnb_output(ZonotopeSearch(net, vec, norm, slopes, graph=False).run(opts.get("time_limit")), free, t0)
     limit = opts.get("time_limit")
     ex = exact_fgl(net, vec, norm, slopes, deadline=None if limit is None else t0 + limit)
     upper = exact_certified(net, vec, norm, ex.value, slopes)
@@ -81,6 +80,31 @@ def _search_output(r, free: int, t0: float, lp_upper: float = math.inf, algorith
                         pattern=[np.asarray(s) for s in r.s])
 
 
+def exact_fgl_check(problem) -> str | None:
+    """The registry's size check: DP / B&B for l_inf with 1-2 hidden layers, enumeration up to its limit
+    (MAX_ENUMERATION_BITS free neurons; graph_fgl.MAX_VERTICES vertices on graphs), else the zonotope
+    branch and bound's unit limit."""
+    from ..exact.graph_fgl import MAX_VERTICES, units, vertex_count
+    from ..exact.zonotope_bnb import refusal
+    from .graph import is_graph
+    if is_graph(problem.net):
+        if vertex_count(problem.net, problem.slopes) <= MAX_VERTICES:
+            return None
+        return refusal(len(units(problem.net, problem.slopes)))
+    if (problem.norm == "inf" and 1 <= problem.depth <= 2) or problem.free_neurons <= MAX_ENUMERATION_BITS:
+        return None
+    return refusal(problem.free_neurons)
+
+
+def bnb_output(r, free: int, t0: float) -> MethodOutput:
+    """A bracket of the zonotope branch and bound (exact.zonotope_bnb) as a MethodOutput."""
+    status = "optimal" if r.optimal else "time_limit"
+    return MethodOutput(r.upper, raw=r.lower, status=status, timings={"search": time.perf_counter() - t0},
+                        sizes={"nodes": int(r.nodes), "free_neurons": free},
+                        details={"algorithm": "bnb (zonotope bounds)", "exact_status": status,
+                                 "bracket": [r.lower, r.upper]})
+
+
 def run_exact_mip(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) -> MethodOutput:
     """Activation-consistent local Lipschitz constant over a box (LipMIP-style MIP on HiGHS). The
     upper end is HiGHS' dual bound plus a tolerance margin (exact_mip docstring): the one bound in
@@ -97,15 +121,22 @@ def run_exact_mip(net: Network, vec, norm: str, slopes: SlopeBox, opts: dict) ->
                         sizes={"nodes": int(r.nodes)}, details=details, lower=r.lower, point=np.asarray(r.x))
 
 
-def exact_session(free: int):
+def exact_session(free: int, enumerate_bits: int = MAX_ENUMERATION_BITS):
     """An exact-search runner that keeps its search between calls (auto's first and returning windows):
     for l_inf with 1-2 hidden layers the second call resumes the branch and bound where the first
-    stopped; otherwise each call is run_exact_fgl. The network seen is the normalised one, the same at
+    stopped, and so does the zonotope branch and bound (graphs, and chains beyond ``enumerate_bits`` free
+    neurons); otherwise each call is run_exact_fgl. The network seen is the normalised one, the same at
     every call (normalisation is deterministic), so the kept search stays valid."""
     kept = {}
 
     def run(net, vec, norm, slopes, opts) -> MethodOutput:
+        from .graph import is_graph
         t0 = time.perf_counter()
+        graph = is_graph(net)
+        if graph or (free > enumerate_bits and not (norm == "inf" and 1 <= net.depth <= 2)):
+            if "bnb" not in kept:
+                kept["bnb"] = ZonotopeSearch(net, vec, norm, slopes, graph=graph)
+            return bnb_output(kept["bnb"].run(opts["time_limit"]), free, t0)
         if not (norm == "inf" and 1 <= net.depth <= 2):
             return run_exact_fgl(net, vec, norm, slopes, opts)
         if "search" not in kept:

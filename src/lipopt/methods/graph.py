@@ -75,23 +75,19 @@ def run_graph_interval(net: GraphNetwork, vec, norm: str, slopes, opts: dict) ->
 
 
 def run_graph_exact_fgl(net: GraphNetwork, vec, norm: str, slopes, opts: dict) -> MethodOutput:
-    """The graph's FGL by enumerating every vertex of its derivative box (exact.graph_fgl), certified."""
-    from ..exact.graph_fgl import graph_fgl
+    """The graph's FGL by enumerating every vertex of its derivative box (exact.graph_fgl), certified;
+    beyond MAX_VERTICES vertices branch and bound with zonotope node bounds (a bracket at the time limit)."""
+    from ..exact.graph_fgl import MAX_VERTICES, graph_fgl, vertex_count
     t0 = time.perf_counter()
     limit = opts.get("time_limit")
+    if vertex_count(net, slopes) > MAX_VERTICES:
+        from ..exact.zonotope_bnb import ZonotopeSearch
+        from .exact import bnb_output
+        free = int(sum((lo < hi).sum() for lo, hi in zip(slopes.lo, slopes.hi)))
+        return bnb_output(ZonotopeSearch(net, vec, norm, slopes, graph=True).run(limit), free, t0)
     r = graph_fgl(net, vec, norm, slopes, deadline=None if limit is None else t0 + limit)
     return MethodOutput(finite_upper(r.upper), raw=r.value, status="optimal", timings={"search": time.perf_counter() - t0},
                         sizes={"nodes": r.vertices, "free_neurons": int(sum((lo < hi).sum() for lo, hi in
                                                                           zip(slopes.lo, slopes.hi)))},
                         details={"algorithm": "enumerate (graph)", "exact_status": "optimal",
                                  "bracket": [r.value, r.upper], "free_pool_windows": slopes.free_windows()})
-
-
-def graph_fgl_check(problem) -> str | None:
-    """exact-fgl on a graph: the vertices of its derivative box must fit the enumeration."""
-    from ..exact.graph_fgl import MAX_VERTICES, count_text, vertex_count
-    count = vertex_count(problem.net, problem.slopes)
-    if count > MAX_VERTICES:
-        return (f"enumerates the {count_text(count)} vertices of this graph's derivative box (free neurons and pool "
-                f"windows), limited to {MAX_VERTICES:,}")
-    return None

@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import InvalidInputError
-from ..exact.enumerate import MAX_ENUMERATION_BITS
 from ..problem import Budget, Norm, Problem
 from .auto import run_auto
 from .base import MethodOutput, normalised
 from .baselines import run_product
-from .graph import (GRAPH_LAYERS, graph_aware, graph_fgl_check, graph_lower_runner, is_graph, layers_refusal,
+from .graph import (GRAPH_LAYERS, graph_aware, graph_lower_runner, layers_refusal,
                     run_graph_exact_fgl, run_graph_interval, run_graph_product)
 from .compose import estimate_compose, run_compose
-from .exact import run_exact_fgl, run_exact_mip
+from .exact import exact_fgl_check, run_exact_fgl, run_exact_mip
 from .graph_l2 import graph_l2_runner, tail_check
 from .l2 import l2_estimate, l2_opt_estimate, l2_precheck, run_l2_fast, run_l2_opt
 from .l2_weighted import run_graph_l2_weighted, run_l2_weighted
@@ -99,19 +98,6 @@ class Method:
         return self.label.format(degree=degree, algorithm=algorithm, best=best)
 
 
-def _exact_fgl_check(problem: Problem) -> str | None:
-    if is_graph(problem.net):
-        return graph_fgl_check(problem)
-    if problem.norm == "inf" and 1 <= problem.depth <= 2:
-        return None
-    free = problem.free_neurons
-    if free > MAX_ENUMERATION_BITS:
-        why = "l_inf with 1 or 2 hidden layers" if problem.norm == "inf" else "the l_inf norm"
-        return (f"enumerates vertices for norm l_{problem.norm} and {problem.depth} hidden layer(s), limited to "
-                f"{MAX_ENUMERATION_BITS} free neurons; this network has {free} (DP and branch and bound need {why})")
-    return None
-
-
 def _lp_lines(res) -> list[str]:
     s = res.sizes
     return [f"LP size      {s['rows']:,} rows x {s['columns']:,} columns, {s['nonzeros']:,} nonzeros; "
@@ -155,7 +141,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lp", "LiPopt-{degree} LP", Capabilities(norms=frozenset({"inf"})), normalised(run_lp),
            cite="Latorre, Rolland & Cevher, ICLR 2020", describe=_lp_lines, precheck=lp_precheck,
            options=("degree", "cliques", "solver", "lp_method", "coverage", "max_columns")),
-    Method("exact-fgl", "exact FGL ({algorithm})", Capabilities(check=_exact_fgl_check, layers=GRAPH_LAYERS),
+    Method("exact-fgl", "exact FGL ({algorithm})", Capabilities(layers=GRAPH_LAYERS, check=exact_fgl_check),
            graph_aware(normalised(run_exact_fgl), run_graph_exact_fgl),
            cite="exact maximum of the norm-gradient polynomial", options=("seed",), note=_fgl_note),
     Method("sdp", "Shor SDP", Capabilities(), normalised(run_sdp), cite="Shor relaxation of the norm-gradient polynomial",
