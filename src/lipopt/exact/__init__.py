@@ -1,6 +1,7 @@
 """Exact maximum of the norm-gradient polynomial (the FGL).
 
-* ``exact_fgl``: vertex enumeration over the derivative variables (any depth and norm, <= 24 free neurons).
+* ``exact_fgl``: vertex enumeration over the derivative variables (any depth and norm, <= 24 free neurons);
+  beyond, ``zonotope_bnb`` (branch and bound with zonotope node bounds), and ``graph_fgl`` for graphs.
 * ``exact_fgl_auto``: the l_inf FGL for one or two hidden layers at realistic sizes: dynamic programming
   over a path decomposition when the inputs' interaction graph is narrow (banded / convolutional single
   layers), otherwise branch and bound with closed-form node bounds; enumeration for tiny cases.

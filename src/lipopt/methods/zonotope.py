@@ -13,6 +13,10 @@ SECONDS_PER_SYMBOL_WEIGHT = 1e-9   # auto's order: symbols x (weights + sizes) (
 AUTO_FREE_SHARE = 0.9              # auto leaves it out when more of the derivatives are free (global scopes): there
                                    # it costs seconds for interval-like bounds (resnet_cnn global 3,430 in 4.9 s,
                                    # auto's best 936; mlp1024x2 r=0.1 1,848 in 6.6 s, best 494)
+AUTO_BUSY_SHARE, AUTO_BUSY_SECONDS = 0.5, 1.0   # ... and above half free only when estimated under a second:
+                                   # its seconds cost the anytime l2 methods more than it gains there (zoo, 15 s:
+                                   # resnet_cnn l2 ball 37.1 -> 60.4 and mlp1024x2 r=0.1 image 1 350 -> 1,611 with it;
+                                   # cnn_bn r=0.1, 71 % free, 0.7 s: 1,630 where the rest gives 2,302)
 
 
 def _steps(net, slopes):
@@ -28,10 +32,13 @@ def run_zonotope(net, vec, norm: str, slopes, opts: dict) -> MethodOutput:
 
 
 def zonotope_estimate(problem, opts: dict) -> float | None:
-    """Seconds from shapes; None (auto leaves it out) when most derivatives are free."""
+    """Seconds from shapes; None (auto leaves it out) when nearly all derivatives are free, or most of them
+    and it is not cheap."""
     steps = _steps(problem.net, problem.slopes)
     acts = [s for s in steps if s.kind == "act"]
-    if sum(int((s.lo < s.hi).sum()) for s in acts) > AUTO_FREE_SHARE * sum(s.size for s in acts):
-        return None
+    free, total = sum(int((s.lo < s.hi).sum()) for s in acts), sum(s.size for s in acts)
     weights = sum((s.W.nnz if hasattr(s.W, "nnz") else s.W.size) if s.W is not None else 0 for s in steps)
-    return SECONDS_PER_SYMBOL_WEIGHT * (1 + symbols_needed(steps)) * (weights + sum(s.size for s in steps))
+    seconds = SECONDS_PER_SYMBOL_WEIGHT * (1 + symbols_needed(steps)) * (weights + sum(s.size for s in steps))
+    if free > AUTO_FREE_SHARE * total or (free > AUTO_BUSY_SHARE * total and seconds > AUTO_BUSY_SECONDS):
+        return None
+    return seconds
