@@ -201,14 +201,21 @@ def graph_product_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: Graph
 
 # -- brute force: the FGL over the slope box and the pool simplices (tiny graphs, the tests' reference) --
 
-def jacobian_at(g: GraphNetwork, c: np.ndarray, slopes: list, picks: dict) -> np.ndarray:
+def jacobian_at(g: GraphNetwork, c: np.ndarray, slopes: list, picks: dict, start: tuple | None = None) -> np.ndarray:
     """Rows c^T J for V given derivative choices: ``slopes`` one (V, size) array per act node, ``picks``
-    per pool node the (V, n_windows) selected input indices; reverse mode with these derivatives."""
-    V = slopes[0].shape[0] if slopes else next(iter(picks.values())).shape[0] if picks else 1
+    per pool node the (V, n_windows) selected input indices (either may have one row for all); reverse
+    mode with these derivatives. ``start`` = (node, rows): the pass from those adjoint rows at that node
+    instead of from c (only the nodes below it are read)."""
+    if start is None:
+        V = slopes[0].shape[0] if slopes else next(iter(picks.values())).shape[0] if picks else 1
+        top, rows = len(g.nodes) - 1, np.tile(np.asarray(c, dtype=np.float64), (V, 1))
+    else:
+        top, rows = start
+        V = rows.shape[0]
     adj = [None] * len(g.nodes)
-    adj[-1] = np.tile(np.asarray(c, dtype=np.float64), (V, 1))
+    adj[top] = rows
     act_pos = {i: k for k, i in enumerate(g.act_nodes)}
-    for i in range(len(g.nodes) - 1, 0, -1):
+    for i in range(top, 0, -1):
         v, n = adj[i], g.nodes[i]
         if v is None:
             continue
@@ -222,7 +229,7 @@ def jacobian_at(g: GraphNetwork, c: np.ndarray, slopes: list, picks: dict) -> np
             parts = np.split(v, np.cumsum([g.nodes[j].size for j in n.inputs])[:-1], axis=1)
         else:
             w = np.zeros((V, g.nodes[n.inputs[0]].size))
-            np.add.at(w, (np.repeat(np.arange(V), v.shape[1]), picks[i].ravel()), v.ravel())
+            np.add.at(w, (np.repeat(np.arange(V), v.shape[1]), np.broadcast_to(picks[i], v.shape).ravel()), v.ravel())
             parts = [w]
         for j, p in zip(n.inputs, parts):
             adj[j] = p if adj[j] is None else adj[j] + p

@@ -20,7 +20,9 @@ import numpy as np
 
 from ..errors import InvalidInputError, OutOfTime
 from ..exact.enumerate import dual_norm
+from ..graph_bounds import jacobian_at
 from ..model.graph import GraphNetwork
+from ..relaxations.jacobian_zonotope import graph_steps, path_magnitudes
 from ..rounding import U, gamma_float, up
 
 MAX_VERTICES = 2 ** 24        # vertices at most (the enumeration is exhaustive: no pruning)
@@ -96,7 +98,7 @@ def graph_fgl(g: GraphNetwork, c: np.ndarray, norm: str, slopes, deadline: float
     c = np.asarray(c, dtype=np.float64)
     acts = dict(zip(g.act_nodes, zip(slopes.lo, slopes.hi)))
     by_node: dict[int, list] = {}
-    for pos, (i, j, ch) in enumerate(free):
+    for i, j, ch in free:
         by_node.setdefault(i, []).append((j, ch))
     best = [-math.inf]
     dense = _dense_weights(g)
@@ -198,57 +200,13 @@ def _dense_weights(g: GraphNetwork) -> dict:
 
 def _fixed_pass(g: GraphNetwork, slopes, start: int, V: np.ndarray) -> np.ndarray:
     """Rows V^T J_{x -> node start}: reverse mode below ``start``, where every unit is fixed."""
-    acts = dict(zip(g.act_nodes, slopes.lo))
-    adj = {start: V}
-    for i in range(start, 0, -1):
-        v, n = adj.pop(i, None), g.nodes[i]
-        if v is None:
-            continue
-        if n.kind == "affine":
-            parts = [(n.W.T @ v.T).T]
-        elif n.kind == "act":
-            parts = [v * acts[i]]
-        elif n.kind == "add":
-            parts = [v] * len(n.inputs)
-        elif n.kind == "concat":
-            parts = np.split(v, np.cumsum([g.nodes[t].size for t in n.inputs])[:-1], axis=1)
-        else:
-            w = np.zeros((v.shape[0], g.nodes[n.inputs[0]].size))
-            p = np.tile(slopes.fixed[i], (v.shape[0], 1))
-            np.add.at(w, (np.repeat(np.arange(v.shape[0]), v.shape[1]), p.ravel()), v.ravel())
-            parts = [w]
-        for t, part in zip(n.inputs, parts):
-            adj[t] = part if t not in adj else adj[t] + part
-    return adj.get(0, np.zeros((V.shape[0], g.input_size)))
+    return jacobian_at(g, None, [np.asarray(lo, dtype=np.float64)[None, :] for lo in slopes.lo],
+                       {i: f[None, :] for i, f in slopes.fixed.items()}, start=(start, V))
 
 
 def _certified(g: GraphNetwork, c: np.ndarray, norm: str, slopes, value: float) -> float:
     """``value`` plus gamma_K times the absolute path sums (K: summed node sizes and factors), rounded up."""
-    acts = dict(zip(g.act_nodes, zip(slopes.lo, slopes.hi)))
-    adj = [None] * len(g.nodes)
-    adj[-1] = np.abs(c)
-    for i in range(len(g.nodes) - 1, 0, -1):
-        v, n = adj[i], g.nodes[i]
-        if v is None:
-            continue
-        if n.kind == "affine":
-            parts = [abs(n.W).T @ v]
-        elif n.kind == "act":
-            parts = [v * np.maximum(np.abs(acts[i][0]), np.abs(acts[i][1]))]
-        elif n.kind == "add":
-            parts = [v] * len(n.inputs)
-        elif n.kind == "concat":
-            parts = np.split(v, np.cumsum([g.nodes[t].size for t in n.inputs])[:-1])
-        else:  # every input of a window may receive its adjoint
-            win = n.windows
-            w = np.zeros(g.nodes[n.inputs[0]].size)
-            for col in range(win.shape[1]):
-                ok = win[:, col] >= 0
-                np.add.at(w, win[ok, col], v[ok])
-            parts = [w]
-        for t, part in zip(n.inputs, parts):
-            adj[t] = part if adj[t] is None else adj[t] + part
-    mag = adj[0] if adj[0] is not None else np.zeros(g.input_size)
+    mag = path_magnitudes(graph_steps(g, slopes), c)
     K = 2 * sum(n.size for n in g.nodes) + 4 * len(g.nodes) + 4   # 2x: the bottom node's choices are
     # added after the pass below it
     margin = float(dual_norm(4 * gamma_float(K) * mag[None, :], norm)[0])

@@ -96,7 +96,7 @@ def zonotope_bound(steps: list[Step], c: np.ndarray, norm: str, deadline: float 
     pass_ = _Pass(steps, m, deadline)
     pass_.run(np.asarray(c, dtype=np.float64))
     c0, G0, w0 = pass_.form(0)
-    M = _magnitudes(steps, c)
+    M = path_magnitudes(steps, c)
     K = 2 * sum(sizes) + 2 * m + 4 * len(steps) + 8
     err = next_up(12.0 * gamma(K) * M)   # c, the rows of G and w, 4 gamma_K M each
     return ZonotopeBound(_norm_bound(c0, G0, w0, err, norm), pass_.used, pass_.boxed)
@@ -213,7 +213,7 @@ class _Pass:
             self.boxed += 1
 
 
-def _magnitudes(steps: list[Step], c: np.ndarray) -> np.ndarray:
+def path_magnitudes(steps: list[Step], c: np.ndarray) -> np.ndarray:
     """Absolute path sums to the input: |c| through |W|^T, max(|lo|, |hi|), and every input of a free
     window (the selected one of a fixed window): bounds every quantity of the pass."""
     mag = {len(steps) - 1: np.abs(np.asarray(c, dtype=np.float64))}
