@@ -77,7 +77,7 @@ def vertex_count(g, slopes) -> int:
     n = 2 ** int(sum(np.count_nonzero(lo < hi) for lo, hi in zip(slopes.lo, slopes.hi)))
     for i in g.pool_nodes:
         for w in np.flatnonzero(slopes.fixed[i] < 0):
-            n *= int(np.count_nonzero(g.nodes[i].windows[w] >= 0))
+            n *= int(np.count_nonzero(slopes.taps(g, i)[w] >= 0))
     return n
 
 

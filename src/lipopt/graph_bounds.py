@@ -2,11 +2,13 @@
 
 ``GraphSlopes`` is the SlopeBox of a graph: per activation node (in node order, so ``lo``/``hi`` line up with
 ``GraphNetwork.act_nodes``) the interval of sigma' of every neuron, and per max-pool node the windows whose
-argmax is certain over the domain (``fixed[node][w]`` = the selected input index, -1 when free).
+argmax is certain over the domain (``fixed[node][w]`` = the selected input index, -1 when free) and the
+inputs that can be a window's maximum (``windows``, ``pool_windows``: the others marked -1).
 
 Interval bounds (outward rounded, ``domain``'s helpers): affine by |W| radius, activations monotone,
 add by a sum rounded outward, concat by stacking, max pooling by [max of lowers, max of uppers]; a window is
-fixed when one input's lower bound beats every other input's upper bound.
+fixed when one input's lower bound beats every other input's upper bound (locally, ``pool_windows`` drops
+more inputs that cannot be the maximum).
 
 Product bound: B(v) >= ||J_{x -> v}||_{p->p} in topological order, every step rounded up:
 affine ||W||_p B(u); activation max|sigma'| B(u); add sum B(u_i); concat max B(u_i) (p = inf) or
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +29,7 @@ from .domain import _act_interval, _affine_interval
 from .errors import InvalidInputError
 from .exact.enumerate import dual_norm
 from .model.activations import slope_range
+from .pool_windows import fixed_inputs, interval_candidates
 from .model.graph import GraphNetwork
 from .rounding import gamma_float, gamma_loose, relative_up, sum_up, up, widen_down, widen_up
 from .baselines.product import _REL, _op_norm
@@ -39,9 +42,14 @@ class GraphSlopes:
     lo: tuple[np.ndarray, ...]      # per activation node
     hi: tuple[np.ndarray, ...]
     fixed: dict                     # maxpool node id -> (n_windows,) selected input index or -1 (free)
+    windows: dict = field(default_factory=dict)   # maxpool node id -> its candidates (``pool_windows``)
 
     def free_windows(self) -> int:
         return int(sum(np.count_nonzero(f < 0) for f in self.fixed.values()))
+
+    def taps(self, g: GraphNetwork, i: int) -> np.ndarray:
+        """Pool node i's windows as the domain leaves them: inputs that cannot be the maximum are -1."""
+        return self.windows.get(i, g.nodes[i].windows)
 
 
 def global_graph_slopes(g: GraphNetwork) -> GraphSlopes:
@@ -96,9 +104,15 @@ def _window(v: np.ndarray, windows: np.ndarray) -> np.ndarray:
 
 def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear", seconds: float | None = None) -> GraphSlopes:
     """Derivative ranges over the node bounds of ``domain`` ("linear": back-substituted, ``graph_linear``,
-    within a share of ``seconds``, never looser than "interval"); certain max-pool windows fixed."""
+    within a share of ``seconds``, never looser than "interval"); each max-pool window's candidates
+    (``pool_windows``), fixed where one is left."""
     from .graph_linear import graph_linear_bounds
-    bounds = graph_linear_bounds(g, domain, seconds) if preactivation == "linear" else interval_bounds(g, domain)
+    windows = {}
+    if preactivation == "linear":
+        bounds = graph_linear_bounds(g, domain, seconds, windows)
+    else:
+        bounds = interval_bounds(g, domain)
+        windows = {i: interval_candidates(g.nodes[i].windows, *bounds[g.nodes[i].inputs[0]]) for i in g.pool_nodes}
     los, his = [], []
     for i in g.act_nodes:
         n = g.nodes[i]
@@ -107,18 +121,8 @@ def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear", s
         s, t = slope_range(n.act, np.where(known, zl, 0.0), np.where(known, zh, 0.0))
         los.append(np.where(known, s, n.act.slope_lo))
         his.append(np.where(known, t, n.act.slope_hi))
-    fixed = {}
-    for i in g.pool_nodes:
-        n = g.nodes[i]
-        lo, hi = bounds[n.inputs[0]]
-        L, H = _window(lo, n.windows), _window(hi, n.windows)
-        best = np.argmax(L, axis=1)
-        rows = np.arange(n.windows.shape[0])
-        others = H.copy()
-        others[rows, best] = -np.inf
-        sure = np.isfinite(L[rows, best]) & (L[rows, best] > others.max(axis=1))
-        fixed[i] = np.where(sure, n.windows[rows, best], -1).astype(np.int64)
-    return GraphSlopes(tuple(los), tuple(his), fixed)
+    fixed = {i: fixed_inputs(w) for i, w in windows.items()}
+    return GraphSlopes(tuple(los), tuple(his), fixed, windows)
 
 
 def graph_slopes(g: GraphNetwork, domain=None, preactivation: str = "linear", seconds: float | None = None) -> GraphSlopes:
@@ -127,12 +131,12 @@ def graph_slopes(g: GraphNetwork, domain=None, preactivation: str = "linear", se
 
 # -- product bound ---------------------------------------------------------------------------------
 
-def _pool_multiplicity(n, fixed: np.ndarray, size: int) -> int:
-    """Largest number of windows that can select one input: free windows containing it + fixed ones
-    selecting it."""
+def _pool_multiplicity(windows: np.ndarray, fixed: np.ndarray, size: int) -> int:
+    """Largest number of windows that can select one input: free windows having it as a candidate +
+    fixed ones selecting it."""
     count = np.zeros(size, dtype=np.int64)
     free = fixed < 0
-    idx = n.windows[free]
+    idx = windows[free]
     np.add.at(count, idx[idx >= 0], 1)
     np.add.at(count, fixed[~free], 1)
     return int(count.max()) if size else 0
@@ -168,7 +172,7 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes) -> list[fl
             b = max(ins) if p == math.inf else sum_up(ins) if p == 1 else relative_up(math.sqrt(sum_up(
                 [relative_up(v * v, 2) for v in ins])), 4)
         else:
-            m = _pool_multiplicity(n, slopes.fixed[i], g.nodes[n.inputs[0]].size)
+            m = _pool_multiplicity(slopes.taps(g, i), slopes.fixed[i], g.nodes[n.inputs[0]].size)
             factor = 1.0 if p == math.inf else float(m) if p == 1 else up(math.sqrt(m))
             b = relative_up(factor * ins[0], 2)
         B.append(b)
@@ -244,7 +248,7 @@ def enumerate_fgl(g: GraphNetwork, c: np.ndarray, norm: str, slopes: GraphSlopes
     slopes = slopes if slopes is not None else global_graph_slopes(g)
     free_s = [(k, j) for k, (lo, hi) in enumerate(zip(slopes.lo, slopes.hi)) for j in np.flatnonzero(lo < hi)]
     free_w = [(i, w) for i in g.pool_nodes for w in np.flatnonzero(slopes.fixed[i] < 0)]
-    choices = [(0, 1)] * len(free_s) + [[int(t) for t in g.nodes[i].windows[w] if t >= 0] for i, w in free_w]
+    choices = [(0, 1)] * len(free_s) + [[int(t) for t in slopes.taps(g, i)[w] if t >= 0] for i, w in free_w]
     total = math.prod(len(ch) for ch in choices)
     if total > limit:
         raise InvalidInputError(f"{total} vertices exceed the enumeration limit {limit}")
@@ -295,7 +299,7 @@ def graph_jacobian_interval(g: GraphNetwork, c: np.ndarray, slopes: GraphSlopes,
                 cuts = np.cumsum([g.nodes[j].size for j in n.inputs])[:-1]
                 out = list(zip(np.split(lo, cuts), np.split(hi, cuts)))
             else:
-                out = [_pool_adjoint(n, slopes.fixed[i], lo, hi, g.nodes[n.inputs[0]].size)]
+                out = [_pool_adjoint(slopes.taps(g, i), slopes.fixed[i], lo, hi, g.nodes[n.inputs[0]].size)]
             for j, p in zip(n.inputs, out):
                 parts[j].append(p)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -309,9 +313,8 @@ def _interval_sum(items) -> tuple[np.ndarray, np.ndarray]:
     return widen_down(lo, m), widen_up(hi, m)
 
 
-def _pool_adjoint(n, fixed: np.ndarray, lo: np.ndarray, hi: np.ndarray, size: int):
+def _pool_adjoint(W: np.ndarray, fixed: np.ndarray, lo: np.ndarray, hi: np.ndarray, size: int):
     free = fixed < 0
-    W = n.windows
     rows, taps = np.nonzero(free[:, None] & (W >= 0))
     idx = np.concatenate([W[rows, taps], fixed[~free]])
     a = np.concatenate([np.minimum(lo[rows], 0.0), lo[~free]])
@@ -396,7 +399,7 @@ def row_norm_bounds(g: GraphNetwork, slopes: GraphSlopes) -> list[np.ndarray]:
                 r = np.concatenate(ins)
             else:
                 f = slopes.fixed[i]
-                free = _window(ins[0], n.windows).max(axis=1)
+                free = _window(ins[0], slopes.taps(g, i)).max(axis=1)
                 r = np.where(f >= 0, ins[0][np.maximum(f, 0)], free)
             R.append(r)
     return R

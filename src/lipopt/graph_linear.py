@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .domain import relaxation
+from .pool_windows import drop_dominated, fixed_inputs, interval_candidates, window_pairs, window_values
 from .model.graph import GraphNetwork
 from .rounding import gamma_loose as _gamma
 from .rounding import widen_down, widen_up
@@ -27,10 +28,13 @@ MAX_ENTRIES = 8_000_000    # dense Lambda entries per target and node (64 MB; a 
                            # temporaries are alive at once, well under a GB): larger targets keep interval bounds
 
 
-def graph_linear_bounds(g: GraphNetwork, domain, seconds: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def graph_linear_bounds(g: GraphNetwork, domain, seconds: float | None = None,
+                        windows: dict | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """[lo, hi] of every node's value over ``domain``; the activations' inputs back-substituted, in order,
     while the estimated time (``target_seconds``, from shapes) fits DOMAIN_SHARE of ``seconds``: the
-    targets after that keep their interval bounds (the same ones for the same budget)."""
+    targets after that keep their interval bounds (the same ones for the same budget). Max-pool windows
+    lose the inputs that cannot be their maximum (``pool_windows``; differences back-substituted within
+    the same allowance); ``windows``, if given, receives them (pool node -> effective windows)."""
     from .graph_bounds import check_dimension, node_interval
     check_dimension(g, domain)
     cost = target_seconds(g)
@@ -38,8 +42,20 @@ def graph_linear_bounds(g: GraphNetwork, domain, seconds: float | None = None) -
     spent = 0.0
     out = []
     parts = _Parts(g, out)
+    below = _below_units(g)
     with np.errstate(over="ignore", invalid="ignore"):
         for i, n in enumerate(g.nodes):
+            if n.kind == "maxpool":
+                left = None if allowance is None else allowance - spent
+                eff, used = _pool_candidates(g, i, out, domain, parts, below, left)
+                spent += used
+                parts.windows[i] = eff
+                if windows is not None:
+                    windows[i] = eff
+                lo = window_values(out[n.inputs[0]][0], n.windows).max(axis=1)
+                hi = window_values(out[n.inputs[0]][1], eff).max(axis=1)
+                out.append((lo, hi))
+                continue
             lo, hi = node_interval(g, i, out, domain)
             if i in cost and (allowance is None or spent + cost[i] <= allowance):
                 spent += cost[i]
@@ -61,6 +77,7 @@ class _Parts:
 
     def __init__(self, g: GraphNetwork, out: list):
         self.g, self.out, self.cache = g, out, {}
+        self.windows = {}                    # pool node -> effective windows (``pool_windows``)
 
     def affine(self, j: int):
         if j not in self.cache:
@@ -81,10 +98,7 @@ def target_seconds(g: GraphNetwork) -> dict:
     back-substituted (not one affine map of the input, whose support is already exact; within
     MAX_ENTRIES)."""
     biggest = max((n.size for n in g.nodes), default=0)
-    below, units = [], 0.0                   # units of the nodes before each one
-    for n in g.nodes:
-        below.append(units)
-        units += _nnz(n.W) if n.kind == "affine" else 8 * n.size
+    below = _below_units(g)
     out = {}
     for i in sorted({g.nodes[a].inputs[0] for a in g.act_nodes}):
         n = g.nodes[i]
@@ -93,84 +107,122 @@ def target_seconds(g: GraphNetwork) -> dict:
     return out
 
 
+def _below_units(g: GraphNetwork) -> list:
+    """Cost units of the nodes before each one (a weight, or 8 per entry of other nodes)."""
+    below, units = [], 0.0
+    for n in g.nodes:
+        below.append(units)
+        units += _nnz(n.W) if n.kind == "affine" else 8 * n.size
+    return below
+
+
+def _pool_candidates(g: GraphNetwork, i: int, out: list, domain, parts: _Parts, below: list,
+                     allowance: float | None) -> tuple[np.ndarray, float]:
+    """(effective windows of pool node i, estimated seconds spent): the interval test, then the
+    back-substituted differences of the remaining pairs (of the pre-activations when the pool reads a
+    nondecreasing activation) when their estimated time fits ``allowance``."""
+    n = g.nodes[i]
+    src = n.inputs[0]
+    eff = interval_candidates(n.windows, *out[src])
+    W, A, B = window_pairs(eff)
+    if W.size == 0:
+        return eff, 0.0
+    m = g.nodes[src]
+    T = m.inputs[0] if m.kind == "act" and m.act.slope_lo >= 0 else src
+    seconds = SECONDS_PER_UNIT * W.size * (below[T] + (_nnz(g.nodes[T].W) if g.nodes[T].kind == "affine" else 0))
+    if allowance is not None and seconds > allowance:
+        return eff, 0.0
+    k, j = eff[W, A], eff[W, B]
+    chunk = max(1, MAX_ENTRIES // max(nd.size for nd in g.nodes))
+    upper = np.empty(W.size)
+    for a in range(0, W.size, chunk):
+        rows = np.arange(a, min(a + chunk, W.size))
+        D = np.zeros((rows.size, g.nodes[T].size))
+        D[np.arange(rows.size), k[rows]] = 1.0
+        D[np.arange(rows.size), j[rows]] = -1.0
+        upper[rows] = _substitute(g, T, out, domain, parts, D, upper=True)
+    return drop_dominated(eff, W, A, upper), seconds
+
+
 def _mag(b: tuple) -> np.ndarray:
     return np.maximum(np.abs(b[0]), np.abs(b[1]))
 
 
 def _back_substitute(g: GraphNetwork, T: int, out: list, domain, parts: _Parts) -> tuple[np.ndarray, np.ndarray]:
-    m = g.nodes[T].size
-    res = []
-    for upper in (True, False):
-        pend = {T: [np.eye(m)]}              # node -> coefficient matrices still to be summed
-        const, err = np.zeros(m), np.zeros(m)
+    I = np.eye(g.nodes[T].size)
+    return (_substitute(g, T, out, domain, parts, I, upper=False),
+            _substitute(g, T, out, domain, parts, I, upper=True))
 
-        def push(j, M):
-            pend.setdefault(j, []).append(M)
 
-        def add_const(v):
-            nonlocal const
-            const = const + v
-            return _gamma(2) * np.abs(const)
-        for j in range(T, -1, -1):
-            if j not in pend:
-                continue
-            terms = pend.pop(j)
-            L = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
-            if len(terms) > 1:               # the float sum of the terms
-                err += _gamma(len(terms)) * (sum(np.abs(t) for t in terms) @ _mag(out[j]))
-            if j == 0:
-                smin, smax = domain.support(L)
-                v, s = (smax, smax) if upper else (smin, smin)
-                total = v + const
-                e = err + _gamma(2) * (np.abs(s) + np.abs(const))
-                res.append(widen_up(total, e) if upper else widen_down(total, e))
-                break
-            n = g.nodes[j]
-            if n.kind == "affine":
-                src = n.inputs[0]
-                WT, absW, k = parts.affine(j)
-                M = np.asarray((WT @ L.T).T)
-                err += _gamma(k) * (np.abs(L) @ (absW @ _mag(out[src])))   # (|L| |W|) |x|
-                err += _gamma(L.shape[1]) * (np.abs(L) @ np.abs(n.b)) + add_const(L @ n.b)
-                push(src, M)
-            elif n.kind == "act":
-                src = n.inputs[0]
-                aL, bL, aU, bU = parts.relaxation(j)
-                P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
-                a_p, b_p, a_n, b_n = (aU, bU, aL, bL) if upper else (aL, bL, aU, bU)
-                Lz = P * a_p + N * a_n
-                err += _gamma(1) * (np.abs(Lz) @ _mag(out[src]))
-                err += _gamma(L.shape[1]) * (np.abs(L) @ np.maximum(np.abs(bL), np.abs(bU))) + add_const(P @ b_p + N @ b_n)
-                push(src, Lz)
-            elif n.kind == "add":
-                for k_ in n.inputs:
-                    push(k_, L)
-            elif n.kind == "concat":
-                at = 0
-                for k_ in n.inputs:
-                    size = g.nodes[k_].size
-                    push(k_, L[:, at:at + size])
-                    at += size
-            else:
-                _pool(n, L, upper, out, push, add_const, err)
+def _substitute(g: GraphNetwork, T: int, out: list, domain, parts: _Parts, rows: np.ndarray,
+                upper: bool) -> np.ndarray:
+    """Rigorous upper (or lower) bounds over ``domain`` of rows @ (node T's value), back-substituted."""
+    m = rows.shape[0]
+    pend = {T: [rows]}                   # node -> coefficient matrices still to be summed
+    const, err = np.zeros(m), np.zeros(m)
+
+    def push(j, M):
+        pend.setdefault(j, []).append(M)
+
+    def add_const(v):
+        nonlocal const
+        const = const + v
+        return _gamma(2) * np.abs(const)
+    for j in range(T, -1, -1):
+        if j not in pend:
+            continue
+        terms = pend.pop(j)
+        L = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+        if len(terms) > 1:               # the float sum of the terms
+            err += _gamma(len(terms)) * (sum(np.abs(t) for t in terms) @ _mag(out[j]))
+        if j == 0:
+            smin, smax = domain.support(L)
+            v, s = (smax, smax) if upper else (smin, smin)
+            total = v + const
+            e = err + _gamma(2) * (np.abs(s) + np.abs(const))
+            return widen_up(total, e) if upper else widen_down(total, e)
+        n = g.nodes[j]
+        if n.kind == "affine":
+            src = n.inputs[0]
+            WT, absW, k = parts.affine(j)
+            M = np.asarray((WT @ L.T).T)
+            err += _gamma(k) * (np.abs(L) @ (absW @ _mag(out[src])))   # (|L| |W|) |x|
+            err += _gamma(L.shape[1]) * (np.abs(L) @ np.abs(n.b)) + add_const(L @ n.b)
+            push(src, M)
+        elif n.kind == "act":
+            src = n.inputs[0]
+            aL, bL, aU, bU = parts.relaxation(j)
+            P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
+            a_p, b_p, a_n, b_n = (aU, bU, aL, bL) if upper else (aL, bL, aU, bU)
+            Lz = P * a_p + N * a_n
+            err += _gamma(1) * (np.abs(Lz) @ _mag(out[src]))
+            err += _gamma(L.shape[1]) * (np.abs(L) @ np.maximum(np.abs(bL), np.abs(bU))) + add_const(P @ b_p + N @ b_n)
+            push(src, Lz)
+        elif n.kind == "add":
+            for k_ in n.inputs:
+                push(k_, L)
+        elif n.kind == "concat":
+            at = 0
+            for k_ in n.inputs:
+                size = g.nodes[k_].size
+                push(k_, L[:, at:at + size])
+                at += size
         else:
-            raise AssertionError("back-substitution did not reach the input")
-    return res[1], res[0]
+            _pool(n, parts.windows.get(j, n.windows), L, upper, out, push, add_const, err)
+    raise AssertionError("back-substitution did not reach the input")
 
 
-def _pool(n, L, upper: bool, out: list, push, add_const, err) -> None:
-    """y_w >= x_j* always; y_w <= max_i hi_i, or = x_j* when x_j*'s lower bound beats every other upper."""
+def _pool(n, W, L, upper: bool, out: list, push, add_const, err) -> None:
+    """y_w >= x_j* always; y_w <= max_i hi_i over the candidates W (``pool_windows``), or = x_j* when
+    x_j* is the window's only candidate."""
     src = n.inputs[0]
     lo, hi = out[src]
-    W = n.windows
-    Lw = np.where(W >= 0, lo[np.maximum(W, 0)], -np.inf)
-    Hw = np.where(W >= 0, hi[np.maximum(W, 0)], -np.inf)
+    Lw = window_values(lo, W)
+    Hw = window_values(hi, W)
     rows = np.arange(W.shape[0])
     best = np.argmax(Lw, axis=1)
     star = W[rows, best]
-    others = Hw.copy()
-    others[rows, best] = -np.inf
-    decided = Lw[rows, best] > others.max(axis=1)
+    decided = fixed_inputs(W) >= 0
     top = np.where(decided, 0.0, Hw.max(axis=1))
     P, N = np.maximum(L, 0.0), np.minimum(L, 0.0)
     via_x, via_c = (N, P) if upper else (P, N)       # the side bounded by x_j* / by the window's top

@@ -49,7 +49,7 @@ def units(g: GraphNetwork, slopes) -> list[tuple[int, int, np.ndarray]]:
             lo, hi = acts[i]
             out += [(i, int(j), np.array([lo[j], hi[j]], dtype=np.float64)) for j in np.flatnonzero(lo < hi)]
         elif i in slopes.fixed:
-            win = g.nodes[i].windows
+            win = slopes.taps(g, i)
             out += [(i, int(w), win[w][win[w] >= 0].astype(np.float64)) for w in np.flatnonzero(slopes.fixed[i] < 0)]
     return out
 

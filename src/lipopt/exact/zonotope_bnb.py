@@ -97,7 +97,7 @@ class ZonotopeSearch:
         lo, hi, fixed = self._box(assign)
         if self.graph:
             from ..graph_bounds import GraphSlopes
-            steps = graph_steps(self.net, GraphSlopes(tuple(lo), tuple(hi), fixed))
+            steps = graph_steps(self.net, GraphSlopes(tuple(lo), tuple(hi), fixed, self.slopes.windows))
         else:
             from ..slopes import SlopeBox
             steps = chain_steps(self.net, SlopeBox(tuple(lo), tuple(hi)))

@@ -71,7 +71,8 @@ def graph_steps(g, slopes) -> list[Step]:
     return [Step(n.kind, tuple(n.inputs), n.size, W=n.W,
                  lo=np.asarray(acts[i][0], float) if i in acts else None,
                  hi=np.asarray(acts[i][1], float) if i in acts else None,
-                 windows=n.windows, fixed=slopes.fixed.get(i) if n.kind == "maxpool" else None)
+                 windows=slopes.taps(g, i) if n.kind == "maxpool" else None,
+                 fixed=slopes.fixed.get(i) if n.kind == "maxpool" else None)
             for i, n in enumerate(g.nodes)]
 
 
