@@ -66,14 +66,74 @@ def chain_steps(net, slopes) -> list[Step]:
     return steps
 
 
-def graph_steps(g, slopes) -> list[Step]:
+def graph_steps(g, slopes, pool_first: bool = True) -> list[Step]:
+    """The graph's nodes as steps; with ``pool_first`` every act -> max pool pair (a nondecreasing
+    activation read by the pool only) becomes three steps (``_pool_first``)."""
     acts = dict(zip(g.act_nodes, zip(slopes.lo, slopes.hi)))
-    return [Step(n.kind, tuple(n.inputs), n.size, W=n.W,
-                 lo=np.asarray(acts[i][0], float) if i in acts else None,
-                 hi=np.asarray(acts[i][1], float) if i in acts else None,
-                 windows=slopes.taps(g, i) if n.kind == "maxpool" else None,
-                 fixed=slopes.fixed.get(i) if n.kind == "maxpool" else None)
-            for i, n in enumerate(g.nodes)]
+    steps = [Step(n.kind, tuple(n.inputs), n.size, W=n.W,
+                  lo=np.asarray(acts[i][0], float) if i in acts else None,
+                  hi=np.asarray(acts[i][1], float) if i in acts else None,
+                  windows=slopes.taps(g, i) if n.kind == "maxpool" else None,
+                  fixed=slopes.fixed.get(i) if n.kind == "maxpool" else None)
+             for i, n in enumerate(g.nodes)]
+    consumers = g.consumers()
+    pairs = {g.nodes[p].inputs[0]: p for p in (g.pool_nodes if pool_first else ())
+             if g.nodes[g.nodes[p].inputs[0]].kind == "act" and g.nodes[g.nodes[p].inputs[0]].act.slope_lo >= 0
+             and consumers[g.nodes[p].inputs[0]] == [p]}
+    if not pairs:
+        return steps
+    out, new = [], {}
+    for i, st in enumerate(steps):
+        ins = tuple(new[t] for t in st.inputs)
+        if i in pairs:
+            first, pool, after = _pool_first(st, steps[pairs[i]])
+            out.append(Step("act", ins, first.size, lo=first.lo, hi=first.hi))
+            out.append(Step("maxpool", (len(out) - 1,), pool.size, windows=pool.windows, fixed=pool.fixed))
+            new[i] = len(out) - 1
+            pairs[i] = after
+        elif st.kind == "maxpool" and st.inputs[0] in pairs:
+            out.append(Step("act", ins, st.size, lo=pairs[st.inputs[0]].lo, hi=pairs[st.inputs[0]].hi))
+            new[i] = len(out) - 1
+        else:
+            out.append(Step(st.kind, ins, st.size, W=st.W, lo=st.lo, hi=st.hi, windows=st.windows, fixed=st.fixed))
+            new[i] = len(out) - 1
+    return out
+
+
+def _pool_first(act: Step, pool: Step) -> tuple[Step, Step, Step]:
+    """act -> max pool as act' -> pool -> act'' (the steps' inputs left to the caller).
+
+    max_k sigma(z_k) = sigma(max_k z_k) for nondecreasing sigma. A window is *shared* when its inputs are
+    in no other window and, leaving out those whose box is {0}, have one common box that holds 0 (or none
+    was left out): the derivative of its maximum is in that box (where a left-out input is the max, every
+    candidate is < 0 or tied on a flat piece: that 0 is the window's Jacobian, and the box holds it). A
+    shared window takes its box once, after the pool (act''), its inputs pass with slope 1 (act'): one
+    symbol per window instead of one per candidate, the same Jacobians. Every other window keeps all its
+    inputs with their own boxes (act'; one derivative per input, shared by overlapping windows) and slope
+    1 after the pool."""
+    from ..pool_windows import fixed_inputs
+    W = pool.windows.copy()
+    chosen = pool.fixed >= 0                      # a window fixed by the domain or by a branch
+    W[chosen] = -1
+    W[chosen, 0] = pool.fixed[chosen]
+    valid = W >= 0
+    at = np.maximum(W, 0)
+    lo, hi = act.lo[at], act.hi[at]
+    nonzero = valid & ~((lo == 0) & (hi == 0))
+    cand = np.where(nonzero.any(axis=1)[:, None], nonzero, valid)
+    wlo = np.where(cand, lo, np.inf).min(axis=1)
+    whi = np.where(cand, hi, -np.inf).max(axis=1)
+    uses = np.bincount(W[valid], minlength=act.size)
+    same = np.all(~cand | ((lo == wlo[:, None]) & (hi == whi[:, None]) & (uses[at] == 1)), axis=1)
+    zero_ok = ~np.any(valid & ~cand, axis=1) | ((wlo <= 0) & (whi >= 0))
+    shared = same & zero_ok
+    W = np.where(np.where(shared[:, None], cand, valid), W, -1)
+    own = np.ones(act.size, dtype=bool)
+    own[W[shared[:, None] & (W >= 0)]] = False
+    one = np.ones(act.size)
+    first = Step("act", act.inputs, act.size, lo=np.where(own, act.lo, one), hi=np.where(own, act.hi, one))
+    after = Step("act", (), pool.size, lo=np.where(shared, wlo, 1.0), hi=np.where(shared, whi, 1.0))
+    return first, Step("maxpool", (), pool.size, windows=W, fixed=fixed_inputs(W)), after
 
 
 def symbols_needed(steps: list[Step]) -> int:
