@@ -91,6 +91,7 @@ def bad_models(tmp):
     return cases
 
 
+@pytest.mark.slow   # 9-13 s of subprocesses; tests/test_bad_input_corpus.py covers the messages in process
 def test_bad_models_exit_2_with_one_line(tmp_path):
     for name, (path, message) in bad_models(tmp_path).items():
         p = run("bound", path)

@@ -75,12 +75,12 @@ def _check(seeds, make=None):
 
 
 def test_graph_l2_never_below_enumerated_fgl():
-    _check(range(4))        # 206 more in the slow test
+    _check(range(2))        # 208 more in the slow test
 
 
 @pytest.mark.slow
 def test_graph_l2_never_below_enumerated_fgl_many():
-    _check(list(range(4, 10)) + list(range(1000, 1200)))
+    _check(list(range(2, 10)) + list(range(1000, 1200)))
 
 
 def _residual_or_dag(s):
@@ -101,8 +101,8 @@ def _pool_seeds(seeds) -> list:
 
 
 def test_pooled_graphs_never_below_enumerated_fgl():
-    seeds = _pool_seeds(range(3))
-    assert len(seeds) >= 2
+    seeds = _pool_seeds(range(2))
+    assert len(seeds) >= 1
     _check(seeds, _pool)       # about 70 more in the slow test
 
 
@@ -154,7 +154,7 @@ def test_auto_runs_lipsdp_on_graphs_only_where_its_estimate_fits():
 
 
 def test_lifted_graphs_never_below_enumerated_fgl():
-    _check(range(4), _residual_or_dag)       # 156 more in the slow test (tests/test_graph_l2_lifted.py)
+    _check(range(2), _residual_or_dag)       # 156 more in the slow test (tests/test_graph_l2_lifted.py)
 
 
 def test_tail_split_and_refusals():

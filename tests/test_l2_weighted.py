@@ -79,8 +79,8 @@ def test_scaling_is_exact_and_the_factor_rounds_up():
     assert factor(k, "1") == 1.0 and not input_scaling([net.weights[0]], "1").any()
 
 
-def test_graphs_with_an_activated_tail():
-    for seed in range(12):
+def test_graphs_with_an_activated_tail(seeds=range(6)):
+    for seed in seeds:
         rng = np.random.default_rng(seed)
         b = GraphBuilder((3,))
         z = b.layer(_dense(b, 0, 4, rng, shape=(1, 4)), ActLayer("act", "relu"))
@@ -105,3 +105,8 @@ def test_deep_mlp_global_far_below_the_lifted_lp():
     c[4], c[9] = 1.0, -1.0
     r = upper_bound(net, norm="inf", c=c, method="l2-weighted", lower=False, time_limit=20)
     assert r.upper_bound < 1000, r.upper_bound
+
+
+@pytest.mark.slow
+def test_graphs_with_an_activated_tail_more():
+    test_graphs_with_an_activated_tail(range(6, 24))

@@ -276,10 +276,10 @@ def random_net(rng, widths, act):
     return build_network(Ws, bs, [act] * (len(widths) - 2))
 
 
-def test_local_witnesses_property():
+def test_local_witnesses_property(trials: int = 4):
     rng = np.random.default_rng(2)
     count = 0
-    for trial in range(10):
+    for trial in range(trials):
         n = int(rng.integers(1, 4))
         widths = [n] + [int(rng.integers(2, 6)) for _ in range(int(rng.integers(1, 3)))] + [1]
         net = random_net(rng, widths, ["relu", "leaky_relu"][trial % 2])
@@ -294,7 +294,12 @@ def test_local_witnesses_property():
             a = ascent_lower_bound(net, c, "inf", dom, samples=64, seed=trial,
                                    patterns=[[np.ones(w) for w in widths[1:-1]]])
             assert_valid_witness(net, c, "inf", dom, a.value, a.point, box, clip)
-    assert count == 100
+    assert count == 10 * trials
+
+
+@pytest.mark.slow
+def test_local_witnesses_property_more():
+    test_local_witnesses_property(10)
 
 
 def test_mip_witnesses_property():
