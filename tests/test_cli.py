@@ -145,6 +145,7 @@ def test_exact_fgl_reports_algorithm_and_bracket():
     assert d["lower_bound"] <= exact and d["details"]["lower_bound_method"] == "ascent"
 
 
+@pytest.mark.slow   # subprocess / solver heavy (5-7 s); CI runs -m slow too
 def test_gap_table_and_json():
     p = run("gap", EXAMPLE, "--time-limit", "30")
     assert p.returncode == 0, p.stderr
@@ -163,6 +164,7 @@ def test_gap_table_and_json():
             assert r["value"] <= exact
 
 
+@pytest.mark.slow   # subprocess / solver heavy (5-7 s); CI runs -m slow too
 def test_gap_rows_come_from_the_registry_and_failures_go_on():
     """l2: the LP and the order-2 SDP do not apply (no rows), LipSDP does; a method that fails (here
     the SDPs under a tiny memory limit) is recorded with its reason and the report goes on."""

@@ -140,6 +140,7 @@ def test_deeper_nets_are_refused():
         order2_bound(net, np.ones(1))
 
 
+@pytest.mark.slow   # subprocess / solver heavy (5-7 s); CI runs -m slow too
 def test_cli_sdp2_bound_and_errors():
     import json
     import subprocess

@@ -124,6 +124,6 @@ def test_deadline_and_registry():
         dom = Ball(np.full(4, 0.3), r, "inf")
         if 16 < api.make_problem(deep, c, "inf", dom, "linear", {}).free_neurons < 0.9 * 48:
             break
-    a = upper_bound(deep, norm="inf", c=c, domain=dom, method="auto", lower=False, time_limit=5)
+    a = upper_bound(deep, norm="inf", c=c, domain=dom, method="auto", lower=False, time_limit=2)
     z = [t for t in a.details["attempts"] if t["method"] == "zonotope"]
     assert z and z[0]["value"] >= a.upper_bound
