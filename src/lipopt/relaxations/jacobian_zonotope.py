@@ -5,8 +5,10 @@ Every adjoint is an affine form  v = c + G e + d,  e in [-1, 1]^m noise symbols 
 a concat splits it. A free derivative s in [lo, hi] is s = mid + r eta with a fresh symbol eta, so s v =
 mid v + r c eta + r (G e) eta + s d: the product (G e) eta lies in [-||G_row||_1, ||G_row||_1] and becomes one
 more fresh symbol (affine arithmetic, Stolfi & de Figueiredo; the backward analogue of DeepZ). A free max-pool
-window sends its adjoint to one input: a tournament of pairwise choices (1 + eta)/2 and (1 - eta)/2 that share
-eta, so the weights always sum to 1. At the input g = c + G e + d and
+window sends its adjoint to one of its candidates (``pool_windows``): a tournament of pairwise choices
+(1 + eta)/2 and (1 - eta)/2 that share eta, so the weights always sum to 1; a window reading a nondecreasing
+activation whose candidates share one derivative box takes that box once, after the pool (``_pool_first``).
+At the input g = c + G e + d and
 
     ||g||_1 <= sum_i (a_i c_i + b_i + |a_i| w_i) + sum_j |sum_i a_i G_ij|     (|z| <= a_i z + b_i on z_i's range)
 
