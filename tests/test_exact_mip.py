@@ -286,3 +286,47 @@ def test_pattern_emptiness_proof():
     assert delta < 0 and proof < 0
     x, delta, proof = _pattern_interior(net, [np.array([1.0, 0.0])], lo, hi)   # 0 <= x <= 1
     assert delta > 0 and proof >= delta and 0 < x[0] <= 1
+
+
+def test_tiny_coefficients_become_row_slack():
+    """Entries below HiGHS' small_matrix_value leave the matrix and widen their rows by their range over
+    the column box: every point that satisfies the original rows satisfies the new ones exactly."""
+    import scipy.sparse as sp
+    from lipopt.exact.mip import TINY_COEFFICIENT, _tiny_into_rows
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        m, n = 30, 200
+        A = rng.normal(size=(m, n)) * (rng.random((m, n)) < 0.3)
+        A[rng.random((m, n)) < 0.5] = rng.uniform(-1, 1, (m, n))[rng.random((m, n)) < 0.5].mean() * 1e-10
+        A[:, :3] *= 1e-12
+        lb, ub = -rng.uniform(0, 3, n), rng.uniform(0, 3, n)
+        ub[5] = np.inf          # an unbounded column keeps its tiny entries
+        X = rng.uniform(lb, np.where(np.isinf(ub), 5.0, ub), (50, n))
+        act = X @ A.T
+        row_lo, row_hi = act.min(axis=0), act.max(axis=0)
+        row_lo[::7] = -np.inf
+        A2, lo2, hi2 = _tiny_into_rows(sp.csc_array(A), row_lo, row_hi, lb, ub)
+        kept = np.abs(A2.toarray())
+        assert np.all((kept == 0) | (kept >= TINY_COEFFICIENT) | (np.arange(n) == 5)[None, :])
+        new = X @ A2.toarray().T
+        assert np.all(new >= lo2) and np.all(new <= hi2)
+        assert np.all(lo2 <= row_lo) and np.all(hi2 >= row_hi)
+
+
+def test_zoo_mlp64_with_tiny_weights_solves():
+    """The zoo's 784-64-10 net at r = 0.01 (first-layer weights down to 1e-14): HiGHS declared the feasible
+    model infeasible before its tiny entries went into the row bounds; now it proves the value, within the
+    FGL (here equal to it)."""
+    import lipopt
+    from lipopt.datasets import mnist_test, zoo_model_path
+    net = lipopt.load(zoo_model_path("mlp64", "npz"))
+    X, y = mnist_test(1)
+    lg = net.forward(X)[0]
+    j = int([k for k in np.argsort(-lg) if k != y[0]][0])
+    c = np.zeros(10)
+    c[int(y[0])], c[j] = 1.0, -1.0
+    dom = Ball(X[0], 0.01, "inf", clip=(0.0, 1.0))
+    r = exact_lipschitz_mip(net, c, dom, "inf", time_limit=30)
+    fgl = lipopt.upper_bound(net, norm="inf", c=c, domain=dom, method="exact-fgl", lower=False).upper_bound
+    assert r.status == "optimal" and r.lower <= r.upper <= fgl * (1 + 1e-4)   # the upper end adds its margins
+    assert r.upper - r.lower <= 1e-4 * r.upper

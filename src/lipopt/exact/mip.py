@@ -634,13 +634,43 @@ def _nnz(W) -> int:
     return int(W.nnz) if sp.issparse(W) else int(np.count_nonzero(W))
 
 
+TINY_COEFFICIENT = 1e-9   # HiGHS' small_matrix_value: it drops smaller entries without telling the rows
+
+
+def _tiny_into_rows(A: sp.csc_array, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray, ub: np.ndarray):
+    """(A without its entries below TINY_COEFFICIENT, row bounds widened by their range over the column
+    box): a relaxation, so the MIP's bound stays an upper bound. HiGHS would drop them and keep the
+    rows: 784 first-layer weights of 1e-10 shift a row by up to 8e-7, beyond its feasibility tolerance,
+    and made the feasible zoo mlp64 model "Infeasible". Entries of unbounded columns stay (HiGHS drops
+    those alone)."""
+    A = sp.csc_array(A)
+    col = np.repeat(np.arange(A.shape[1]), np.diff(A.indptr))
+    tiny = (np.abs(A.data) < TINY_COEFFICIENT) & np.isfinite(lb[col]) & np.isfinite(ub[col])
+    if not tiny.any():
+        return A, row_lo, row_hi
+    a, j, i = A.data[tiny], col[tiny], A.indices[tiny]
+    t_lo, t_hi = np.minimum(a * lb[j], a * ub[j]), np.maximum(a * lb[j], a * ub[j])
+    n = A.shape[0]
+    lo_sum, hi_sum = np.bincount(i, t_lo, n), np.bincount(i, t_hi, n)
+    mass = np.bincount(i, np.maximum(np.abs(t_lo), np.abs(t_hi)), n)
+    k = np.bincount(i, minlength=n) + 2
+    margin = 2.0 * (k + 1) * EPS * mass          # the products and sums above, rounded outward
+    with np.errstate(invalid="ignore"):          # inf - finite stays inf
+        row_lo = np.where(np.isfinite(row_lo), widen_down(row_lo - hi_sum, margin + EPS * np.abs(row_lo)), row_lo)
+        row_hi = np.where(np.isfinite(row_hi), widen_up(row_hi - lo_sum, margin + EPS * np.abs(row_hi)), row_hi)
+    A = A.copy()
+    A.data[tiny] = 0.0
+    A.eliminate_zeros()
+    return A, row_lo, row_hi
+
+
 def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cuts=(), relaxation=False):
     try:
         import highspy
     except ImportError:  # pragma: no cover
         raise InvalidInputError("highspy is not installed: pip install highspy") from None
     from ..solvers.base import quiet_fds
-    A = model.A
+    A, row_lo, row_hi = _tiny_into_rows(model.A, model.row_lo, model.row_hi, model.lb, model.ub)
     if time_limit is not None and not relaxation and A.nnz * HIGHS_SETUP_PER_NONZERO > time_limit:
         # HiGHS' MIP setup (probing, clique table) does not check the clock: a solve that cannot get past
         # it in time is not started; the caller's bound is then the model's trivial one
@@ -667,8 +697,8 @@ def _solve_highs(model: MIPModel, time_limit, mip_gap, threads, seed, start, cut
         lp.col_cost_ = model.cost
         lp.col_lower_ = np.where(np.isinf(model.lb), -inf, model.lb)
         lp.col_upper_ = np.where(np.isinf(model.ub), inf, model.ub)
-        lp.row_lower_ = np.where(np.isinf(model.row_lo), -inf, model.row_lo)
-        lp.row_upper_ = np.where(np.isinf(model.row_hi), inf, model.row_hi)
+        lp.row_lower_ = np.where(np.isinf(row_lo), -inf, row_lo)
+        lp.row_upper_ = np.where(np.isinf(row_hi), inf, row_hi)
         lp.sense_ = highspy.ObjSense.kMaximize
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_ = A.indptr.astype(np.int32)
