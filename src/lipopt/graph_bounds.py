@@ -29,7 +29,7 @@ from .domain import _act_interval, _affine_interval
 from .errors import InvalidInputError
 from .exact.enumerate import dual_norm
 from .model.activations import slope_range
-from .pool_windows import fixed_inputs, interval_candidates
+from .pool_windows import fixed_inputs, interval_candidates, window_values
 from .model.graph import GraphNetwork
 from .rounding import gamma_float, gamma_loose, relative_up, sum_up, up, widen_down, widen_up
 from .baselines.product import _REL, _op_norm
@@ -95,11 +95,7 @@ def node_interval(g: GraphNetwork, i: int, out: list, domain) -> tuple[np.ndarra
     if n.kind == "concat":
         return np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins])
     lo, hi = ins[0]  # maxpool: max is monotone and exact in floating point
-    return _window(lo, n.windows).max(axis=1), _window(hi, n.windows).max(axis=1)
-
-
-def _window(v: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    return np.where(windows >= 0, v[np.maximum(windows, 0)], -np.inf)
+    return window_values(lo, n.windows).max(axis=1), window_values(hi, n.windows).max(axis=1)
 
 
 def local_graph_slopes(g: GraphNetwork, domain, preactivation: str = "linear", seconds: float | None = None) -> GraphSlopes:
@@ -399,7 +395,7 @@ def row_norm_bounds(g: GraphNetwork, slopes: GraphSlopes) -> list[np.ndarray]:
                 r = np.concatenate(ins)
             else:
                 f = slopes.fixed[i]
-                free = _window(ins[0], slopes.taps(g, i)).max(axis=1)
+                free = window_values(ins[0], slopes.taps(g, i)).max(axis=1)
                 r = np.where(f >= 0, ins[0][np.maximum(f, 0)], free)
             R.append(r)
     return R

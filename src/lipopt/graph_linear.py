@@ -128,7 +128,7 @@ def _pool_candidates(g: GraphNetwork, i: int, out: list, domain, parts: _Parts, 
     if W.size == 0:
         return eff, 0.0
     m = g.nodes[src]
-    T = m.inputs[0] if m.kind == "act" and m.act.slope_lo >= 0 else src
+    T = m.inputs[0] if m.kind == "act" and m.act.nondecreasing else src
     seconds = SECONDS_PER_UNIT * W.size * (below[T] + (_nnz(g.nodes[T].W) if g.nodes[T].kind == "affine" else 0))
     if allowance is not None and seconds > allowance:
         return eff, 0.0

@@ -80,14 +80,13 @@ def run_graph_exact_fgl(net: GraphNetwork, vec, norm: str, slopes, opts: dict) -
     from ..exact.graph_fgl import MAX_VERTICES, graph_fgl, vertex_count
     t0 = time.perf_counter()
     limit = opts.get("time_limit")
+    free = int(sum((lo < hi).sum() for lo, hi in zip(slopes.lo, slopes.hi)))
     if vertex_count(net, slopes) > MAX_VERTICES:
         from ..exact.zonotope_bnb import ZonotopeSearch
         from .exact import bnb_output
-        free = int(sum((lo < hi).sum() for lo, hi in zip(slopes.lo, slopes.hi)))
         return bnb_output(ZonotopeSearch(net, vec, norm, slopes, graph=True).run(limit), free, t0)
     r = graph_fgl(net, vec, norm, slopes, deadline=None if limit is None else t0 + limit)
     return MethodOutput(finite_upper(r.upper), raw=r.value, status="optimal", timings={"search": time.perf_counter() - t0},
-                        sizes={"nodes": r.vertices, "free_neurons": int(sum((lo < hi).sum() for lo, hi in
-                                                                          zip(slopes.lo, slopes.hi)))},
+                        sizes={"nodes": r.vertices, "free_neurons": free},
                         details={"algorithm": "enumerate (graph)", "exact_status": "optimal",
                                  "bracket": [r.value, r.upper], "free_pool_windows": slopes.free_windows()})

@@ -51,6 +51,11 @@ class Activation:
         """sup |sigma'|."""
         return max(abs(self.slope_lo), abs(self.slope_hi))
 
+    @property
+    def nondecreasing(self) -> bool:
+        """sigma' >= 0 everywhere (then max_k sigma(z_k) = sigma(max_k z_k))."""
+        return self.slope_lo >= 0
+
 
 _DEFAULTS = {"leaky_relu": (LEAKY_SLOPE,), "elu": (ELU_ALPHA,), "softplus": (1.0,), "hardtanh": (-1.0, 1.0)}
 _ALIASES = {"leakyrelu": "leaky_relu", "swish": "silu", "relu6": "hardtanh:0:6", "gelu_none": "gelu"}

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import memory
 from ..errors import OutOfTime
+from ..pool_windows import fixed_inputs
 from ..problem import past
 from ..rounding import gamma, next_up, sum_up, up, widen_down, widen_up
 from .lifted import chords
@@ -80,7 +81,7 @@ def graph_steps(g, slopes, pool_first: bool = True) -> list[Step]:
              for i, n in enumerate(g.nodes)]
     consumers = g.consumers()
     pairs = {g.nodes[p].inputs[0]: p for p in (g.pool_nodes if pool_first else ())
-             if g.nodes[g.nodes[p].inputs[0]].kind == "act" and g.nodes[g.nodes[p].inputs[0]].act.slope_lo >= 0
+             if g.nodes[g.nodes[p].inputs[0]].kind == "act" and g.nodes[g.nodes[p].inputs[0]].act.nondecreasing
              and consumers[g.nodes[p].inputs[0]] == [p]}
     if not pairs:
         return steps
@@ -113,7 +114,6 @@ def _pool_first(act: Step, pool: Step) -> tuple[Step, Step, Step]:
     symbol per window instead of one per candidate, the same Jacobians. Every other window keeps all its
     inputs with their own boxes (act'; one derivative per input, shared by overlapping windows) and slope
     1 after the pool."""
-    from ..pool_windows import fixed_inputs
     W = pool.windows.copy()
     chosen = pool.fixed >= 0                      # a window fixed by the domain or by a branch
     W[chosen] = -1
