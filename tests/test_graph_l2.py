@@ -183,4 +183,4 @@ def test_lenet5_l2_below_the_product():
     c[4], c[9] = 1.0, -1.0
     prod = graph_product_bound(g, c, "2")
     fast = upper_bound(g, norm="2", c=c, method="l2-fast", lower=False, time_limit=30).upper_bound
-    assert fast < 0.8 * prod, (fast, prod)
+    assert fast < 0.5 * prod, (fast, prod)   # 0.425 with pool_norms' selections (0.77 without)

@@ -28,6 +28,9 @@ from .base import MethodOutput, finite_upper
 from .graph import is_graph
 
 
+SELECTION_SHARE, SELECTION_SECONDS = 0.25, 40.0   # of the time limit (or the default), for pool_norms' search
+
+
 def lift_start(g: GraphNetwork) -> int:
     """The earliest cut node after which the graph lifts to a chain without max pools when that part has an
     affine layer followed by an activation (``_has_layer``); otherwise the earliest one after which it
@@ -103,8 +106,8 @@ def graph_l2_runner(mode: str):
         lifted = lift(g, k)
         net = lifted.net
         box = lifted_slopes(g, lifted, slopes.lo, slopes.hi)
-        head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes)[k]
         limit = opts.get("time_limit")
+        head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes, SELECTION_SHARE * (limit or SELECTION_SECONDS))[k]
         left = None if limit is None else max(0.0, float(limit) - (time.perf_counter() - t0))   # the lift's time counts
         if mode == "sdp":
             out = _sdp_output(lipsdp_neuron(net, vec, box, solver=opts.get("sdp_solver", "sdpa"), time_limit=left))
