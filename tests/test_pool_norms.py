@@ -15,18 +15,19 @@ from lipopt.domain import Ball, Box
 from lipopt.graph_bounds import enumerate_fgl, graph_slopes, node_norm_bounds
 from lipopt.model.conv import Activation as ActLayer
 from lipopt.model.graph import GraphBuilder
-from lipopt.pool_norms import _certify, _exact_inverse_diagonal_ok, candidates, selection_norm_upper
+from lipopt.pool_norms import (_certify, _exact_inverse_diagonal_ok, candidates, selection_norm_1_inf,
+                               selection_norm_upper)
 
 
-def _brute(W, r, cand) -> float:
-    """max over every selection of ||S diag(r) W||_2 (float)."""
+def _brute(W, r, cand, p=2) -> float:
+    """max over every selection of ||S diag(r) W||_p (float)."""
     R = r[:, None] * W
     choices = [[k for k in row if k >= 0] or [None] for row in cand]
     best = 0.0
     for pick in itertools.product(*choices):
         rows = [R[k] for k in pick if k is not None]
         if rows:
-            best = max(best, float(np.linalg.norm(np.array(rows), 2)))
+            best = max(best, float(np.linalg.norm(np.array(rows), p)))
     return best
 
 
@@ -72,6 +73,15 @@ def test_selection_norm_never_below_brute_force():
 @pytest.mark.slow
 def test_selection_norm_never_below_brute_force_many():
     _check_cases(range(120, 1000))
+
+
+def test_l1_and_linf_selection_norms_are_the_brute_force_maxima():
+    for s in range(200):
+        W, r, cand, _ = _case(s)
+        for norm, p in (("1", 1), ("inf", np.inf)):
+            exact = _brute(W, r, cand, p)
+            value = selection_norm_1_inf(W, r, cand, norm)
+            assert exact <= value <= exact * (1 + 1e-12) + 1e-300, (s, norm, value, exact)
 
 
 def test_exact_check_of_the_factor():

@@ -139,8 +139,9 @@ def _pool_multiplicity(windows: np.ndarray, fixed: np.ndarray, size: int) -> int
 
 
 def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: float = 0.0) -> list[float]:
-    """B[v] >= ||J_{x -> v}||_{p->p} for every node (module docstring), rounded up. With ``seconds`` > 0
-    (l2), a max pool reading act o affine also takes ``pool_norms``' bound over its selections."""
+    """B[v] >= ||J_{x -> v}||_{p->p} for every node (module docstring), rounded up. With ``seconds`` > 0,
+    a max pool reading act o affine also takes ``pool_norms``' bound over its selections (l1 / l_inf:
+    exact and cheap; l2: a search of at most ``seconds``)."""
     p = {"inf": math.inf, "2": 2.0, "1": 1.0}[norm]
     smax = {i: float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0)))
             for i, lo, hi in zip(g.act_nodes, slopes.lo, slopes.hi)}
@@ -172,18 +173,18 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: f
             m = _pool_multiplicity(slopes.taps(g, i), slopes.fixed[i], g.nodes[n.inputs[0]].size)
             factor = 1.0 if p == math.inf else float(m) if p == 1 else up(math.sqrt(m))
             b = relative_up(factor * ins[0], 2)
-            if p == 2.0 and seconds > 0:
-                sel = _selection_bound(g, i, slopes, seconds / len(g.pool_nodes))
+            if seconds > 0:
+                sel = _selection_bound(g, i, norm, slopes, seconds / len(g.pool_nodes))
                 if sel is not None:
                     b = min(b, relative_up(sel[0] * B[sel[1]], 2))
         B.append(b)
     return B
 
 
-def _selection_bound(g: GraphNetwork, i: int, slopes: GraphSlopes, seconds: float):
-    """(bound, node) with sup ||J_{node -> pool i}||_2 <= bound over the pool's selections, when pool i
+def _selection_bound(g: GraphNetwork, i: int, norm: str, slopes: GraphSlopes, seconds: float):
+    """(bound, node) with sup ||J_{node -> pool i}||_p <= bound over the pool's selections, when pool i
     reads an affine node, directly or through an activation; None otherwise."""
-    from .pool_norms import candidates, channel_groups, selection_norm_upper
+    from .pool_norms import candidates, channel_groups, selection_norm_1_inf, selection_norm_upper
     n = g.nodes[i]
     u = g.nodes[n.inputs[0]]
     if u.kind == "act" and g.nodes[u.inputs[0]].kind == "affine":
@@ -195,6 +196,8 @@ def _selection_bound(g: GraphNetwork, i: int, slopes: GraphSlopes, seconds: floa
     else:
         return None
     cand = candidates(slopes.taps(g, i), slopes.fixed[i])
+    if norm != "2":
+        return selection_norm_1_inf(u.W, r, cand, norm), u.inputs[0]
     value = selection_norm_upper(u.W, r, cand, channel_groups(n.shape, n.size), seconds, cache=g._cache)
     return None if value is None else (value, u.inputs[0])
 
@@ -384,7 +387,7 @@ def graph_interval_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: Grap
     keep: dict = {}
     lo, hi = graph_jacobian_interval(g, c, slopes, keep)
     best = _dual_norm_up(lo, hi, norm)
-    B = node_norm_bounds(g, norm, slopes)
+    B = node_norm_bounds(g, norm, slopes, 0.0 if norm == "2" else 1.0)   # l1 / l_inf selections: exact, cheap
     R = row_norm_bounds(g, slopes) if norm == "inf" else None
     for v in cut_nodes(g):
         if v in keep and v > 0:

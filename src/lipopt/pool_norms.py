@@ -79,6 +79,22 @@ def selection_norm_upper(W, r: np.ndarray, cand: np.ndarray, groups: np.ndarray,
     return value
 
 
+def selection_norm_1_inf(W, r: np.ndarray, cand: np.ndarray, norm: str) -> float:
+    """sup ||S diag(sigma') W||_{p->p} over the selections, exactly, rounded up: p = 1 (the largest column
+    sum) max_j sum_w max_{k in K_w} r_k |W_kj|, the windows choosing per column; p = inf (the largest row
+    sum) max over the candidate rows."""
+    A = sp.csr_array(sp.diags_array(np.abs(np.asarray(r, dtype=np.float64))) @ abs(sp.csr_array(W)))
+    A = sp.vstack([A, sp.csr_array((1, A.shape[1]))]).tocsr()     # row -1: an empty slot
+    rows = np.where(cand >= 0, cand, A.shape[0] - 1)
+    if norm == "inf":
+        return up(float(A.sum(axis=1)[np.unique(rows)].max(initial=0.0)) * (1 + gamma(A.shape[1] + 2)))
+    M = A[rows[:, 0]]
+    for a in range(1, cand.shape[1]):
+        M = M.maximum(A[rows[:, a]])
+    # each product r_k |W_kj| and each column sum of m terms: gamma_{m+2} covers both
+    return up(float(M.sum(axis=0).max(initial=0.0)) * (1 + gamma(cand.shape[0] + 2)))
+
+
 def _factor_matrix(L: np.ndarray, cand: np.ndarray, groups: np.ndarray, n: int) -> sp.csr_array:
     """T with B = T R: row (w, a) of T is sum_b L_g[b, a] e_{cand[w, b]}^T (g = the window's group)."""
     m, k = cand.shape
