@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,6 +144,7 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: f
     a max pool reading act o affine also takes ``pool_norms``' bound over its selections (l1 / l_inf:
     exact and cheap; l2: a search of at most ``seconds``)."""
     p = {"inf": math.inf, "2": 2.0, "1": 1.0}[norm]
+    deadline = time.perf_counter() + seconds
     smax = {i: float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0)))
             for i, lo, hi in zip(g.act_nodes, slopes.lo, slopes.hi)}
     B = []
@@ -173,8 +175,9 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: f
             m = _pool_multiplicity(slopes.taps(g, i), slopes.fixed[i], g.nodes[n.inputs[0]].size)
             factor = 1.0 if p == math.inf else float(m) if p == 1 else up(math.sqrt(m))
             b = relative_up(factor * ins[0], 2)
-            if seconds > 0:
-                sel = _selection_bound(g, i, norm, slopes, seconds / len(g.pool_nodes))
+            if seconds > 0:   # each pool: an equal share of the time the earlier ones left
+                left = max(0.0, deadline - time.perf_counter()) / (len(g.pool_nodes) - g.pool_nodes.index(i))
+                sel = _selection_bound(g, i, norm, slopes, left)
                 if sel is not None:
                     b = min(b, relative_up(sel[0] * B[sel[1]], 2))
         B.append(b)

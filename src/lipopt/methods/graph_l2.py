@@ -28,7 +28,7 @@ from .base import MethodOutput, finite_upper
 from .graph import is_graph
 
 
-SELECTION_SHARE, SELECTION_SECONDS = 0.25, 40.0   # of the time limit (or the default), for pool_norms' search
+SELECTION_SHARE, SELECTION_SECONDS = 0.3, 20.0   # of the time limit (or the default), for pool_norms' search
 
 
 def lift_start(g: GraphNetwork) -> int:
