@@ -99,7 +99,8 @@ RADII = [0.3, 1.0, 3.0]
 CASES = [(w, r, seed) for w, r, seed in itertools.product(SIZES, RADII, range(3))]
 
 
-@pytest.mark.parametrize("widths,radius,seed", CASES)
+@pytest.mark.parametrize("widths,radius,seed", [c if c[2] == 0 else pytest.param(*c, marks=pytest.mark.slow)
+                                                for c in CASES])   # seeds 1 and 2: under -m slow
 def test_equals_region_enumeration(widths, radius, seed):
     net = small_network(widths, seed)
     rng = np.random.default_rng(100 + seed)

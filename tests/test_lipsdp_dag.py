@@ -228,6 +228,7 @@ def test_carry_free_closed_form_needs_the_superset_box():
     pytest.fail("no lifted graph with a narrow slope box among the seeds")
 
 
+@pytest.mark.slow   # 6-8 s; the carry-free sweep above stays in the fast suite
 def test_l2_opt_on_lifted_graphs_from_the_carry_free_start_alone(monkeypatch):
     """With the lifted chain's starts skipped (as on large graphs under a budget) the carry-free closed form
     alone starts the refinement: l2-opt stays above the enumerated FGL (the chain's starts: the sweeps above)."""

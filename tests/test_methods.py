@@ -14,8 +14,8 @@ CASES = [((6, 5, 1), None), ((8, 12, 1), 5), ((5, 6, 4, 1), None), ((10, 10, 6, 
 
 
 @pytest.mark.parametrize("widths,band", CASES)
-@pytest.mark.parametrize("seed", [0, 1, 2] + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4, 5)])
-def test_exact_fgl_method_certifies_enumeration(widths, band, seed):   # ~1 s a case (ascent): 3 seeds by default
+@pytest.mark.parametrize("seed", [0, 1] + [pytest.param(s, marks=pytest.mark.slow) for s in (2, 3, 4, 5)])
+def test_exact_fgl_method_certifies_enumeration(widths, band, seed):   # ~1.6 s a case (ascent): 2 seeds by default
     net = small_network(widths, seed, band=band)
     for norm in ("inf", "2", "1"):
         ex = exact_fgl(net, np.ones(1), norm).value

@@ -154,7 +154,7 @@ def test_graph_l2_with_pool_selections_never_below_enumerated_fgl():
 
 @pytest.mark.slow
 def test_graph_l2_with_pool_selections_never_below_enumerated_fgl_many():
-    _check_graphs(range(4, 304))
+    _check_graphs(range(4, 104))   # 100 graphs, about 60 s (300 passed once, 180 s)
 
 
 @pytest.mark.slow   # 6 s; the fast suite's tests/test_graph_l2.py checks LeNet-5's l2 bound
