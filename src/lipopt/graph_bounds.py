@@ -48,6 +48,10 @@ class GraphSlopes:
     def free_windows(self) -> int:
         return int(sum(np.count_nonzero(f < 0) for f in self.fixed.values()))
 
+    def magnitude(self, k: int) -> np.ndarray:
+        """max |slope| of each neuron of activation node k (in ``act_nodes`` order)."""
+        return np.maximum(np.abs(self.lo[k]), np.abs(self.hi[k]))
+
     def taps(self, g: GraphNetwork, i: int) -> np.ndarray:
         """Pool node i's windows as the domain leaves them: inputs that cannot be the maximum are -1."""
         return self.windows.get(i, g.nodes[i].windows)
@@ -139,16 +143,19 @@ def _pool_multiplicity(windows: np.ndarray, fixed: np.ndarray, size: int) -> int
     return int(count.max()) if size else 0
 
 
-def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: float = 0.0) -> list[float]:
-    """B[v] >= ||J_{x -> v}||_{p->p} for every node (module docstring), rounded up. With ``seconds`` > 0,
-    a max pool reading act o affine also takes ``pool_norms``' bound over its selections (l1 / l_inf:
-    exact and cheap; l2: a search of at most ``seconds``)."""
+def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, selections: bool = False,
+                     seconds: float = 0.0, upto: int | None = None) -> list[float]:
+    """B[v] >= ||J_{x -> v}||_{p->p} for the nodes up to ``upto`` (every node by default), rounded up.
+    With ``selections``, a max pool reading act o affine also takes ``pool_norms``' bound over its
+    selections (l1 / l_inf: exact and cheap; l2: a search sharing ``seconds``, none when 0)."""
     p = {"inf": math.inf, "2": 2.0, "1": 1.0}[norm]
     deadline = time.perf_counter() + seconds
+    last = len(g.nodes) - 1 if upto is None else upto
+    pools = [i for i in g.pool_nodes if i <= last]
     smax = {i: float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0)))
             for i, lo, hi in zip(g.act_nodes, slopes.lo, slopes.hi)}
     B = []
-    for i, n in enumerate(g.nodes):
+    for i, n in enumerate(g.nodes[:last + 1]):
         ins = [B[j] for j in n.inputs]
         if n.kind == "input":
             b = 1.0
@@ -161,7 +168,7 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: f
             b = relative_up(smax[i] * ins[0], 2)
             u = g.nodes[n.inputs[0]]
             k = g.act_nodes.index(i)
-            s = np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k]))
+            s = slopes.magnitude(k)
             if u.kind == "affine" and np.any(s < smax[i]):  # ||diag(s) W||_p B(input of W): per-neuron
                 # slopes (dead rows vanish); with every |s_i| = max|s| this is the product already
                 DW = sp.csr_array(sp.diags_array(s) @ u.W)
@@ -175,8 +182,8 @@ def node_norm_bounds(g: GraphNetwork, norm: str, slopes: GraphSlopes, seconds: f
             m = _pool_multiplicity(slopes.taps(g, i), slopes.fixed[i], g.nodes[n.inputs[0]].size)
             factor = 1.0 if p == math.inf else float(m) if p == 1 else up(math.sqrt(m))
             b = relative_up(factor * ins[0], 2)
-            if seconds > 0:   # each pool: an equal share of the time the earlier ones left
-                left = max(0.0, deadline - time.perf_counter()) / (len(g.pool_nodes) - g.pool_nodes.index(i))
+            if selections:   # each pool: an equal share of the time the earlier ones left
+                left = max(0.0, deadline - time.perf_counter()) / (len(pools) - pools.index(i))
                 sel = _selection_bound(g, i, norm, slopes, left)
                 if sel is not None:
                     b = min(b, relative_up(sel[0] * B[sel[1]], 2))
@@ -192,7 +199,7 @@ def _selection_bound(g: GraphNetwork, i: int, norm: str, slopes: GraphSlopes, se
     u = g.nodes[n.inputs[0]]
     if u.kind == "act" and g.nodes[u.inputs[0]].kind == "affine":
         k = g.act_nodes.index(n.inputs[0])
-        r = np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k]))
+        r = slopes.magnitude(k)
         u = g.nodes[u.inputs[0]]
     elif u.kind == "affine":
         r = np.ones(u.size)
@@ -390,7 +397,7 @@ def graph_interval_bound(g: GraphNetwork, c: np.ndarray, norm: str, slopes: Grap
     keep: dict = {}
     lo, hi = graph_jacobian_interval(g, c, slopes, keep)
     best = _dual_norm_up(lo, hi, norm)
-    B = node_norm_bounds(g, norm, slopes, 0.0 if norm == "2" else 1.0)   # l1 / l_inf selections: exact, cheap
+    B = node_norm_bounds(g, norm, slopes, selections=norm != "2")   # l1 / l_inf selections: exact, cheap
     R = row_norm_bounds(g, slopes) if norm == "inf" else None
     for v in cut_nodes(g):
         if v in keep and v > 0:
@@ -418,7 +425,7 @@ def row_norm_bounds(g: GraphNetwork, slopes: GraphSlopes) -> list[np.ndarray]:
                 r = np.nextafter((abs(n.W) @ ins[0]) * (1 + gamma_loose(k)), np.inf)
             elif n.kind == "act":
                 k = act_pos[i]
-                r = np.nextafter(np.maximum(np.abs(slopes.lo[k]), np.abs(slopes.hi[k])) * ins[0], np.inf)
+                r = np.nextafter(slopes.magnitude(k) * ins[0], np.inf)
             elif n.kind == "add":
                 r = np.nextafter(sum(ins) * (1 + gamma_loose(len(ins))), np.inf)
             elif n.kind == "concat":

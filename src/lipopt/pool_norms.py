@@ -62,7 +62,7 @@ def selection_norm_upper(W, r: np.ndarray, cand: np.ndarray, groups: np.ndarray,
     |sigma'| <= r (module docstring); None when the shapes are out of range or ``seconds`` run out first."""
     W = sp.csr_array(W)
     m, k = cand.shape
-    if m == 0 or k > MAX_SLOTS or min(W.shape) == 0 or W.shape[1] > MAX_GRAM:
+    if seconds <= 0 or m == 0 or k > MAX_SLOTS or min(W.shape) == 0 or W.shape[1] > MAX_GRAM:
         return None
     key = None
     if cache is not None:

@@ -107,7 +107,8 @@ def graph_l2_runner(mode: str):
         net = lifted.net
         box = lifted_slopes(g, lifted, slopes.lo, slopes.hi)
         limit = opts.get("time_limit")
-        head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes, SELECTION_SHARE * (limit or SELECTION_SECONDS))[k]
+        head = 1.0 if k == 0 else node_norm_bounds(g, "2", slopes, selections=True, upto=k,
+                                                    seconds=SELECTION_SHARE * (limit or SELECTION_SECONDS))[k]
         left = None if limit is None else max(0.0, float(limit) - (time.perf_counter() - t0))   # the lift's time counts
         if mode == "sdp":
             out = _sdp_output(lipsdp_neuron(net, vec, box, solver=opts.get("sdp_solver", "sdpa"), time_limit=left))
