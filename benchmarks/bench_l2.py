@@ -1,9 +1,12 @@
 """l2 bounds on trained MLPs, chain CNNs and graphs (LeNet-5, residual nets): lipopt's layer-structured LipSDP (l2-fast, l2-opt) vs
 LipSDP-Neuron, the product bound and the peer tool eclipse-nn (ECLipsE-Fast, ECLipsE), margin of the
-first test image, with l2-opt / product and the sampled lower bound.
+first test image, with l2-opt / product, the sampled lower bound, and (chains) a lower bound on
+LipSDP-Neuron's own optimum by duality (relaxations.lipsdp_dual): l2-opt / dual >= 1 bounds how far
+l2-opt is from that SDP's optimum even where no SDP solver finishes.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_l2.py [--models mlp64 mlp256x2 ...] [--time-limit 60]
                                                    [--lipsdp-order 1200] [--eclipse-width 256]
+                                                   [--dual-rank 16] [--dual-iterations 3000]
 
 The margin function is c^T f with c = e_label - e_runner-up (runner-up: the largest other logit of the
 first test image). lipopt's values are certified upper bounds (global slopes); eclipse-nn's are float
@@ -19,6 +22,7 @@ import time
 import numpy as np
 
 import lipopt
+from lipopt.relaxations.lipsdp_dual import lipsdp_dual
 from lipopt.datasets import digits_test, mnist_model_path, mnist_test, zoo_manifest, zoo_model_path
 
 CHAINS = ["dense32", "pruned95", "mlp64", "mlp256x2", "mlp128x4", "mlp1024x2", "mlp64x7", "digits32x6",
@@ -74,10 +78,13 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--lipsdp-order", type=int, default=1200)
     ap.add_argument("--eclipse-width", type=int, default=256)
+    ap.add_argument("--dual-rank", type=int, default=16)
+    ap.add_argument("--dual-iterations", type=int, default=3000)
     args = ap.parse_args()
-    cols = ["product", "l2-fast", "l2-opt", "lipsdp", "ECLipsE-Fast", "ECLipsE"]
-    print("| model | widths | " + " | ".join(f"{k} | s" for k in cols) + " | l2-opt / product | lower bound |")
-    print("|---|---|" + "---|---|" * len(cols) + "---|---|")
+    cols = ["product", "l2-fast", "l2-opt", "lipsdp", "ECLipsE-Fast", "ECLipsE", "LipSDP dual"]
+    print("| model | widths | " + " | ".join(f"{k} | s" for k in cols)
+          + " | l2-opt / product | l2-opt / dual | lower bound |")
+    print("|---|---|" + "---|---|" * len(cols) + "---|---|---|")
     for name in args.models:
         net, dataset = _load(name)
         c = _margin(net, dataset)
@@ -96,14 +103,18 @@ def main() -> int:
             row["ECLipsE"] = _timed(lambda: _eclipse(net, c, False))
         else:
             row["ECLipsE"] = (None, 0.0, "skip")
+        row["LipSDP dual"] = (None, 0.0, "graph") if graph else _timed(
+            lambda: lipsdp_dual(net, c, rank=args.dual_rank, iterations=args.dual_iterations).value)
         cells = []
         for k in cols:
             v, s, why = row[k]
             cells.append(f"{v:.4g} | {s:.2f}" if v is not None else f"{why or '-'} | {s:.2f}")
         opt, prod = row["l2-opt"][0], row["product"][0]
         ratio = f"{opt / prod:.3f}" if opt is not None and prod else "-"
+        dual = row["LipSDP dual"][0]
+        gap = f"{opt / dual:.4f}" if opt is not None and dual else "-"
         low = lipopt.lower_bound(net, norm="2", c=c, samples=4096, seed=0).lower_bound
-        print(f"| {name} | {'-'.join(map(str, net.widths))} | " + " | ".join(cells) + f" | {ratio} | {low:.4g} |",
+        print(f"| {name} | {'-'.join(map(str, net.widths))} | " + " | ".join(cells) + f" | {ratio} | {gap} | {low:.4g} |",
               flush=True)
     return 0
 
