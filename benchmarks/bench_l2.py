@@ -6,7 +6,7 @@ l2-opt is from that SDP's optimum even where no SDP solver finishes.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_l2.py [--models mlp64 mlp256x2 ...] [--time-limit 60]
                                                    [--lipsdp-order 1200] [--eclipse-width 256]
-                                                   [--dual-rank 16] [--dual-iterations 3000]
+                                                   [--dual-rank 8] [--dual-iterations 10000]
 
 The margin function is c^T f with c = e_label - e_runner-up (runner-up: the largest other logit of the
 first test image). lipopt's values are certified upper bounds (global slopes); eclipse-nn's are float
@@ -78,8 +78,8 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--lipsdp-order", type=int, default=1200)
     ap.add_argument("--eclipse-width", type=int, default=256)
-    ap.add_argument("--dual-rank", type=int, default=16)
-    ap.add_argument("--dual-iterations", type=int, default=3000)
+    ap.add_argument("--dual-rank", type=int, default=8)
+    ap.add_argument("--dual-iterations", type=int, default=10000)
     args = ap.parse_args()
     cols = ["product", "l2-fast", "l2-opt", "lipsdp", "ECLipsE-Fast", "ECLipsE", "LipSDP dual"]
     print("| model | widths | " + " | ".join(f"{k} | s" for k in cols)

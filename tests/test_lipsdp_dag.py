@@ -44,7 +44,7 @@ def _carried(seeds):
             g, c, _, _, lifted, box = _setup(make, s)
             if not lifted.n_identity:
                 continue
-            ld = layer_data(lifted.net, c, box)
+            ld = layer_data(lifted.net, c, box, prune=False)    # t maps neuron by neuron onto the DAG
             if ld is None:
                 continue
             lo, hi = _value_box(lifted, box)

@@ -170,7 +170,7 @@ def closed_form_starts(net: Network, c, slopes: SlopeBox, data: LayerData, t_sta
         # the closed form better: keep the best start. With fixed neurons (slope box [1, 1]: a graph's
         # identity neurons, active ReLUs) the superset's start has won every measured case: it goes first
         wide = layer_data(net, c, SlopeBox(tuple(np.zeros_like(np.asarray(h, float)) for h in slopes.hi),
-                                           slopes.hi))
+                                           slopes.hi), prune=data.pruned)
         starts = [(data, True), (data, False), (wide, False)]
         if any(np.any((np.asarray(lo) == np.asarray(hi)) & (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)):
             starts = starts[2:] + starts[:2]

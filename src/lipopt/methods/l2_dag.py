@@ -96,7 +96,7 @@ def lipsdp_dag_opt(lifted: LiftedChain, n0: int, c, box: SlopeBox, time_limit: f
             starts.append(("wide", fast, t_w, F_w, dd_wide))
     # the lifted chain's closed forms (boosts, the box's own LMI; better on small graphs) when they fit
     if end is None or not starts or time.perf_counter() - t_start + CHAIN_PER_DAG * t_cf <= START_SHARE * time_limit:
-        data = layer_data(net, c, box)
+        data = layer_data(net, c, box, prune=False)    # _dag_start maps its kept neurons onto the graph's
         if data is None:
             return SDPBound(upper=0.0, raw=0.0, status="optimal", method=name, norm="2", sizes=sizes,
                             timings={"total": time.perf_counter() - t_start}, details={})

@@ -60,6 +60,7 @@ class LayerData:
     kept: list         # indices kept per hidden layer
     K0: np.ndarray | None = None   # W_0 W_0^T: layer 1 works in n_1 x n_1 matrices only (see _first_q)
     Ws: list | None = None         # W[l] as CSR where it is sparse (conv layers), else None: cheaper products
+    pruned: bool = True            # kept also drops the neurons that cannot move c^T f (_live)
 
 
 SPARSE_DENSITY = 0.1      # products with W use its CSR copy below this fill
@@ -90,14 +91,42 @@ def growth_terms(net: Network, slopes: SlopeBox) -> list:
     return terms
 
 
-def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
-    """The LMI's data; None when some hidden layer has no neuron left (then c^T f is constant: L = 0)."""
+def _live(net: Network, c: np.ndarray, kept: list) -> list:
+    """``kept`` without the neurons that cannot move c^T f, to a fixed point: no nonzero weight from a kept
+    neuron of the layer below (dx = s dz = 0), or none to a kept neuron of the layer above (the last hidden
+    layer: to an output with c != 0). The LMI of the remaining coordinates is a principal submatrix of the
+    full one, so it is the same LipSDP-Neuron; on pruned nets the full one wants such multipliers at 0 or
+    infinity, where the refinement in log t stalls (5-10 % above the SDP's optimum)."""
+    d = net.depth
+    A = [abs(sp.csr_array(W)) for W in net.weights]
+    alive = []
+    for l, k in enumerate(kept):
+        a = np.zeros(net.widths[l + 1], bool)
+        a[k] = True
+        alive.append(a)
+    changed = True
+    while changed:
+        changed = False
+        for l in range(d):
+            below = np.ones(net.widths[0]) if l == 0 else alive[l - 1].astype(float)
+            above = (c != 0).astype(float) if l == d - 1 else alive[l + 1].astype(float)
+            new = alive[l] & (A[l] @ below > 0) & (A[l + 1].T @ above > 0)
+            if np.any(new != alive[l]):
+                alive[l], changed = new, True
+    return [np.flatnonzero(a) for a in alive]
+
+
+def layer_data(net: Network, c, slopes: SlopeBox | None, prune: bool = True) -> LayerData | None:
+    """The LMI's data; None when some hidden layer has no neuron left (then c^T f is constant: L = 0).
+    Neurons with slope box [0, 0] are dropped, and with ``prune`` those that cannot move c^T f (``_live``)."""
     c = check_c(net, c)
     slopes = check_slopes(net, slopes)
     d = net.depth
     if d == 0:
         raise InvalidInputError("the layer-structured LipSDP needs at least one hidden layer")
     kept = [np.flatnonzero((np.asarray(lo) != 0) | (np.asarray(hi) != 0)) for lo, hi in zip(slopes.lo, slopes.hi)]
+    if prune:
+        kept = _live(net, c, kept)
     terms = growth_terms(net, slopes)
     R2 = sum_up(terms)
     if any(len(k) == 0 for k in kept):
@@ -117,7 +146,7 @@ def layer_data(net: Network, c, slopes: SlopeBox | None) -> LayerData | None:
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
     K0 = W[0] @ W[0].T if Ws[0] is None else (Ws[0] @ Ws[0].T).toarray()
-    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0, Ws=Ws)
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0, Ws=Ws, pruned=prune)
 
 
 def _chol(Y):
