@@ -13,11 +13,11 @@ g_i = m_i z_i + h_i ||z_i|| v_i, ||v_i|| <= 1, every choice of (G_0, v) is dual 
 
     sqrt(LipSDP optimum) >= ||u^T G_d|| / ||G_0||_F,
 
-which projected Adam ascends (rank r, 8 by default: 16-128 gained nothing on the zoo MLPs; r = 1 is a real slope path, so the value also bounds the FGL from
-below there). This bounds the relaxation, not the Lipschitz constant: it says how much any LipSDP-Neuron
-multiplier choice (``l2-fast``, ``l2-opt``, an SDP solver) could still gain. It is evaluated in floating
-point (a diagnostic for benchmarks and tests, relative error near machine precision), never reported as a
-bound on a network.
+which projected Adam ascends (rank r, 8 by default: 16-128 gained nothing on the zoo MLPs; r = 1 is a
+real slope path, so the value also bounds the FGL from below there). This bounds the relaxation, not the
+Lipschitz constant: it says how much any LipSDP-Neuron multiplier choice (``l2-fast``, ``l2-opt``, an SDP
+solver) could still gain. It is evaluated in floating point (a diagnostic for benchmarks and tests,
+relative error near machine precision), never reported as a bound on a network.
 """
 from __future__ import annotations
 
@@ -43,30 +43,30 @@ class DualBound:
     seconds: float
 
 
-def _forward(data, G0: np.ndarray, V: list):
+def _forward(data, h: list, G0: np.ndarray, V: list):
     """The rows of G layer by layer: G_l = m Z_l + h ||rows of Z_l|| V_l, Z_l = W_{l-1} G_{l-1}."""
     G, Zs, norms = G0, [], []
     for l, v in enumerate(V):
         Z = times_w(data, l, G)
         n = np.sqrt(np.einsum("ij,ij->i", Z, Z))
-        G = data.m[l][:, None] * Z + (data.h[l] * n)[:, None] * v
+        G = data.m[l][:, None] * Z + (h[l] * n)[:, None] * v
         Zs.append(Z)
         norms.append(n)
     return G, Zs, norms
 
 
-def _value_grad(data, G0: np.ndarray, V: list):
+def _value_grad(data, h: list, G0: np.ndarray, V: list):
     """f = ||u^T G_d||^2 / ||G_0||_F^2 and its gradient in (G_0, V) by reverse mode."""
-    Gd, Zs, norms = _forward(data, G0, V)
-    h = data.u @ Gd
-    num, den = float(h @ h), float(np.einsum("ij,ij->", G0, G0))
-    dG = 2.0 * np.outer(data.u, h)
+    Gd, Zs, norms = _forward(data, h, G0, V)
+    out = data.u @ Gd
+    num, den = float(out @ out), float(np.einsum("ij,ij->", G0, G0))
+    dG = 2.0 * np.outer(data.u, out)
     dV = [None] * len(V)
     for l in reversed(range(len(V))):
-        dV[l] = (data.h[l] * norms[l])[:, None] * dG
+        dV[l] = (h[l] * norms[l])[:, None] * dG
         s = np.einsum("ij,ij->i", dG, V[l])
         safe = np.where(norms[l] > 0, norms[l], 1.0)     # d||z||/dz = z / ||z||; 0 where z = 0
-        dZ = data.m[l][:, None] * dG + (data.h[l] * s / safe)[:, None] * Zs[l]
+        dZ = data.m[l][:, None] * dG + (h[l] * s / safe)[:, None] * Zs[l]
         dG = times_w_t(data, l, dZ)
     return num / den, dG / den - (2.0 * num / den ** 2) * G0, [d / den for d in dV]
 
@@ -93,7 +93,7 @@ def lipsdp_dual(net: Network, c, slopes: SlopeBox | None = None, rank: int = 8, 
     if data is None:                       # some hidden layer has no free neuron: c^T f is constant
         return DualBound(0.0, rank, 0, time.perf_counter() - t0)
     box = check_slopes(net, slopes)
-    data.h = [0.5 * (np.asarray(hi, float) - np.asarray(lo, float))[k] for lo, hi, k in zip(box.lo, box.hi, data.kept)]
+    h = [0.5 * (np.asarray(hi, float) - np.asarray(lo, float))[k] for lo, hi, k in zip(box.lo, box.hi, data.kept)]
     rng = np.random.default_rng(seed)
     G0 = rng.standard_normal((data.W[0].shape[1], rank))
     params = [G0 / np.linalg.norm(G0)] + [_ball(rng.standard_normal((w.shape[0], rank))) for w in data.W]
@@ -102,7 +102,7 @@ def lipsdp_dual(net: Network, c, slopes: SlopeBox | None = None, rank: int = 8, 
     best, it = 0.0, 0
     while it < iterations and not (it and past(deadline)):
         it += 1
-        f, g0, gv = _value_grad(data, params[0], params[1:])
+        f, g0, gv = _value_grad(data, h, params[0], params[1:])
         best = max(best, f)
         lr = step * 0.5 * (1.0 + np.cos(np.pi * (it - 1) / iterations))
         for k, g in enumerate([g0] + gv):
@@ -111,5 +111,5 @@ def lipsdp_dual(net: Network, c, slopes: SlopeBox | None = None, rank: int = 8, 
             params[k] = params[k] + lr * (m1[k] / (1 - BETA1 ** it)) / (np.sqrt(m2[k] / (1 - BETA2 ** it)) + 1e-30)
         params[0] = params[0] / np.linalg.norm(params[0])
         params[1:] = [_ball(v) for v in params[1:]]
-    f, _, _ = _value_grad(data, params[0], params[1:])
+    f, _, _ = _value_grad(data, h, params[0], params[1:])
     return DualBound(float(np.sqrt(max(best, f))), rank, it, time.perf_counter() - t0)

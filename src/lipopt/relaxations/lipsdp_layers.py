@@ -146,7 +146,8 @@ def layer_data(net: Network, c, slopes: SlopeBox | None, prune: bool = True) -> 
     u = Wd.T @ c
     u_err = next_up(2 * gamma(Wd.shape[0] + 2) * (np.abs(Wd).T @ np.abs(c)) + TINY)
     K0 = W[0] @ W[0].T if Ws[0] is None else (Ws[0] @ Ws[0].T).toarray()
-    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0, Ws=Ws, pruned=prune)
+    return LayerData(W=W, m=m, p=p, u=u, u_err=u_err, R2=R2, growth=tuple(terms), kept=kept, K0=K0, Ws=Ws,
+                     pruned=prune)
 
 
 def _chol(Y):
