@@ -55,26 +55,25 @@ def _check(cases):
         assert dual >= 0.5 * upper, (tag, dual, upper)
 
 
-def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_11_nets():
-    _check(range(0, 72, 7))  # every shape, relu / tanh / leaky relu, global / box / l_inf ball / l2 ball
+def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_6_nets():
+    _check(range(0, 72, 13))  # every shape; relu / tanh / leaky relu; global / box / l_inf ball / l2 ball
 
 
 @pytest.mark.slow
 def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_300_nets():
-    _check(range(72, 372))
+    _check(range(72, 372))    # the 300 of the soundness sweep
 
 
 def test_dual_close_to_the_sdp_optimum_where_sdpa_solves_it():
     gaps = []
-    for widths in [(4, 6, 6, 2), (5, 8, 8, 8, 3), (6, 10, 10, 1)]:
-        for seed in range(2):
-            net = small_network(widths, seed)
-            c = _c(net)
-            ls = lipsdp_neuron(net, c)
-            dual = lipsdp_dual(net, c, rank=8, iterations=1500, seed=seed).value
-            assert dual <= ls.upper * (1 + 1e-9), (widths, seed, dual, ls.upper)
-            assert dual <= ls.raw * (1 + 1e-5), (widths, seed, dual, ls.raw)    # SDPA's own optimum
-            gaps.append(dual / ls.raw)
+    for widths, seed in [((4, 6, 6, 2), 0), ((5, 8, 8, 8, 3), 1), ((6, 10, 10, 1), 0)]:
+        net = small_network(widths, seed)
+        c = _c(net)
+        ls = lipsdp_neuron(net, c)
+        dual = lipsdp_dual(net, c, rank=8, iterations=1500, seed=seed).value
+        assert dual <= ls.upper * (1 + 1e-9), (widths, seed, dual, ls.upper)
+        assert dual <= ls.raw * (1 + 1e-5), (widths, seed, dual, ls.raw)    # SDPA's own optimum
+        gaps.append(dual / ls.raw)
     assert min(gaps) >= 0.99, gaps
 
 
@@ -113,16 +112,15 @@ def _pruned(seed, widths=(30, 20, 20, 20, 20, 4), keep=0.15):
 
 
 def test_l2_opt_reaches_the_sdp_optimum_on_pruned_nets():
-    # before dead neurons left the LMI (layer_data's _live), seed 2 stalled at 12.03 against SDPA's 10.99:
+    # before dead neurons left the LMI (layer_data's _live), this net stalled at 12.03 against SDPA's 10.99:
     # multipliers that want 0 or infinity, unreachable in log t; the dual bound exposed it
-    for seed in (0, 2):
-        net = _pruned(seed)
-        c = _c(net)
-        ls = lipsdp_neuron(net, c)
-        opt = lipsdp_layers(net, c, mode="opt").upper
-        dual = lipsdp_dual(net, c, rank=8, iterations=3000, seed=seed).value
-        assert dual <= opt and dual <= ls.raw * (1 + 1e-5), (seed, dual, opt, ls.raw)
-        assert opt <= 1.01 * ls.raw, (seed, opt, ls.raw)
+    net = _pruned(2)
+    c = _c(net)
+    ls = lipsdp_neuron(net, c)
+    opt = lipsdp_layers(net, c, mode="opt").upper
+    dual = lipsdp_dual(net, c, rank=8, iterations=1500, seed=2).value
+    assert dual <= opt and dual <= ls.raw * (1 + 1e-5), (dual, opt, ls.raw)
+    assert opt <= 1.01 * ls.raw, (opt, ls.raw)
 
 
 def test_dead_neurons_leave_the_lmi_without_changing_it():
