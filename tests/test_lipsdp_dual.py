@@ -31,7 +31,13 @@ def _case(i):
     widths = SHAPES[i % len(SHAPES)]
     act = ("relu", "tanh", "leaky_relu")[(i // len(SHAPES)) % 3]
     base = small_network(widths, i)
-    net = build_network([W.toarray() for W in base.weights], list(base.biases), [act] * base.depth)
+    Ws = [W.toarray() for W in base.weights]
+    if i % 2:   # pruned: random zeros, a hidden neuron without inputs and one without outputs (dead neurons)
+        rng = np.random.default_rng(500 + i)
+        Ws = [W * (rng.random(W.shape) < 0.6) for W in Ws]
+        Ws[0][rng.integers(Ws[0].shape[0])] = 0.0
+        Ws[-1][:, rng.integers(Ws[-1].shape[1])] = 0.0
+    net = build_network(Ws, list(base.biases), [act] * base.depth)
     kind = (None, "box", "inf-ball", "2-ball")[(i // (3 * len(SHAPES))) % 4]
     slopes = None
     if kind is not None:
@@ -51,8 +57,12 @@ def _check(cases):
         path = lipsdp_dual(net, c, slopes, rank=1, iterations=200, seed=i).value
         exact = exact_fgl(net, c, "2", slopes).value
         assert path <= exact * (1 + 1e-9), (tag, path, exact)
+        # the certified bounds, dead neurons dropped on the odd (pruned) cases, stay above the exact FGL
+        assert upper >= exact * (1 - 1e-12), (tag, upper, exact)
+        fast = lipsdp_layers(net, c, slopes, mode="fast").upper
+        assert fast >= exact * (1 - 1e-12), (tag, fast, exact)
         # not vacuous: the ascent reaches a real share of the relaxation
-        assert dual >= 0.5 * upper, (tag, dual, upper)
+        assert dual >= 0.5 * upper or upper == 0.0, (tag, dual, upper)
 
 
 def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_6_nets():
@@ -60,8 +70,8 @@ def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_6_nets():
 
 
 @pytest.mark.slow
-def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_300_nets():
-    _check(range(72, 372))    # the 300 of the soundness sweep
+def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_200_nets():
+    _check(range(72, 272))    # half of them pruned
 
 
 def test_dual_close_to_the_sdp_optimum_where_sdpa_solves_it():
