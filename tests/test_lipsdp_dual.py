@@ -74,6 +74,7 @@ def test_dual_below_certified_lipsdp_and_rank_one_below_fgl_200_nets():
     _check(range(72, 272))    # half of them pruned
 
 
+@pytest.mark.slow    # quality, not soundness: the fast suite is near its 5 minutes
 def test_dual_close_to_the_sdp_optimum_where_sdpa_solves_it():
     gaps = []
     for widths, seed in [((4, 6, 6, 2), 0), ((5, 8, 8, 8, 3), 1), ((6, 10, 10, 1), 0)]:
@@ -100,6 +101,7 @@ def test_constant_function_and_fixed_neurons():
     assert v >= np.linalg.norm(J) * (1 - 1e-6)
 
 
+@pytest.mark.slow    # quality, not soundness: the fast suite is near its 5 minutes
 def test_l2_opt_within_one_percent_of_lipsdp_optimum_on_digits32x6():
     import lipopt
     from lipopt.datasets import digits_test, zoo_model_path
