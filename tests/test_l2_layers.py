@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from helpers import small_network
+from helpers import margin_c, random_domain, small_network
 import lipopt
 from lipopt import upper_bound
 from lipopt.baselines.product import product_bound
 from lipopt.certify.block_chol import block_cholesky_lambda_min
 from lipopt.certify.row_sums import err_sums
-from lipopt.domain import Ball, Box, local_slopes
+from lipopt.domain import Ball, local_slopes
 from lipopt.errors import InvalidInputError
 from lipopt.exact.enumerate import exact_fgl
 from lipopt.methods.sdp import lipsdp_neuron
@@ -36,24 +36,6 @@ def _net(widths, seed, act):
     return build_network([W.toarray() for W in base.weights], list(base.biases), [act] * base.depth)
 
 
-def _c(net):
-    m = net.widths[-1]
-    c = np.zeros(m)
-    c[0] = 1.0
-    if m > 1:
-        c[-1] = -1.0
-    return c
-
-
-def _domain(net, seed, kind):
-    rng = np.random.default_rng(1000 + seed)
-    x0 = rng.standard_normal(net.widths[0])
-    r = float(rng.uniform(0.1, 0.8))
-    if kind == "box":
-        return Box(x0 - r, x0 + r)
-    return Ball(x0, r, "inf" if kind == "inf-ball" else "2")
-
-
 def _cases(count, mode_seed=0):
     out = []
     for i in range(count):
@@ -67,8 +49,8 @@ def _cases(count, mode_seed=0):
 def _check_sound(cases, mode):
     for widths, seed, act, kind in cases:
         net = _net(widths, seed, act)
-        c = _c(net)
-        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+        c = margin_c(net)
+        slopes = None if kind is None else local_slopes(net, random_domain(net, seed, kind))
         exact = exact_fgl(net, c, "2", slopes).value
         b = lipsdp_layers(net, c, slopes, mode=mode)
         assert b.upper >= exact * (1 - 1e-12) - 1e-300, (widths, seed, act, kind, b.upper, exact)
@@ -94,7 +76,7 @@ def test_feasible_point_not_below_lipsdp_optimum():
     for widths in ((4, 6, 1), (3, 5, 4, 2), (5, 8, 8, 8, 3)):
         for seed in range(3 if len(widths) < 5 else 2):   # SDPA reports 5-8-8-8-3 seed 2 infeasible
             net = small_network(widths, seed)
-            c = _c(net)
+            c = margin_c(net)
             ls = lipsdp_neuron(net, c)
             for mode in ("fast", "opt"):
                 b = lipsdp_layers(net, c, mode=mode)
@@ -108,7 +90,7 @@ def test_opt_never_worse_than_fast_and_fast_below_product_globally():
     # global slopes [0, 1] (m = 1/2): the closed form keeps Y_l >= t_l I / 2, whence F <= prod ||W_l||^2
     for i, (widths, seed, act, _) in enumerate(_cases(20)):
         net = _net(widths, seed, act)
-        c = _c(net)
+        c = margin_c(net)
         f = lipsdp_layers(net, c, mode="fast")
         o = lipsdp_layers(net, c, mode="opt")
         assert o.upper <= f.upper
@@ -117,7 +99,7 @@ def test_opt_never_worse_than_fast_and_fast_below_product_globally():
 
 def test_scale_covariance_through_registry():
     net = small_network((5, 8, 8, 8, 3), 1)
-    c = _c(net)
+    c = margin_c(net)
     ref = lipsdp_neuron(net, c).raw
     fast = upper_bound(net, norm="2", method="l2-fast", c=c, lower=False).upper_bound
     for alpha in (3.0, 1e-3, 2.0 ** 40):
@@ -156,9 +138,9 @@ def test_closed_form_value_is_the_schur_value(widths, seed, act, kind):
     # the start's F comes from the closed form's own sweep; it must be F(t) of the multipliers it returns
     # (certify then starts just above it), for both boosts, global and local slope boxes
     net = _net(widths, seed, act)
-    dom = None if kind is None else _domain(net, seed, kind)
+    dom = None if kind is None else random_domain(net, seed, kind)
     slopes = None if dom is None else local_slopes(net, dom)
-    data = layer_data(net, _c(net), slopes)
+    data = layer_data(net, margin_c(net), slopes)
     if data is None:
         return
     for boost in (True, False):
@@ -178,8 +160,8 @@ def test_schur_gradients_match_finite_differences(widths, seed, act, kind):
     # refine follows these gradients: dF/dt and, on the barrier path, dJ/dt with J = log F - mu sum log
     # det(Y_l)/n_l, whose evaluation also returns F itself (refine keeps the smallest F it sees)
     net = _net(widths, seed, act)
-    dom = None if kind is None else _domain(net, seed, kind)
-    data = layer_data(net, _c(net), None if dom is None else local_slopes(net, dom))
+    dom = None if kind is None else random_domain(net, seed, kind)
+    data = layer_data(net, margin_c(net), None if dom is None else local_slopes(net, dom))
     if data is None:
         return
     try:
@@ -204,7 +186,7 @@ def test_schur_gradients_match_finite_differences(widths, seed, act, kind):
 
 def test_dead_layer_gives_zero_and_refusals():
     net = small_network((3, 4, 2), 0)
-    c = _c(net)
+    c = margin_c(net)
     data = layer_data(net, c, None)
     t, _ = closed_form(data)
     assert math.isfinite(schur_value(data, t))
@@ -368,15 +350,15 @@ def test_sparse_weight_products_sound_and_equal_to_dense(monkeypatch):
     dense = []
     for widths, seed, act, kind in cases:
         net = _net(widths, seed, act)
-        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
-        data = layer_data(net, _c(net), slopes)
+        slopes = None if kind is None else local_slopes(net, random_domain(net, seed, kind))
+        data = layer_data(net, margin_c(net), slopes)
         assert data is None or all(w is None for w in data.Ws)
         dense.append(None if data is None else closed_form(data)[1])
     monkeypatch.setattr(ll, "SPARSE_DENSITY", 2.0)
     for (widths, seed, act, kind), F in zip(cases, dense):
         net = _net(widths, seed, act)
-        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
-        data = layer_data(net, _c(net), slopes)
+        slopes = None if kind is None else local_slopes(net, random_domain(net, seed, kind))
+        data = layer_data(net, margin_c(net), slopes)
         if data is None:
             continue
         assert all(w is not None for w in data.Ws)
@@ -404,7 +386,7 @@ def test_refinement_starts_no_evaluation_that_would_end_past_its_deadline():
     x, f = lbfgs(fun, x0, soon + 60, 50, cost=5.0)
     assert calls and f < 1e-12
     net = _net((3, 4, 3, 2), 1, "relu")
-    data = layer_data(net, _c(net), None)
+    data = layer_data(net, margin_c(net), None)
     t0, _ = closed_form(data)
     assert refine(data, t0, time.perf_counter() + 0.5, sweep=5.0) is t0
     assert schur_value(data, refine(data, t0, None, sweep=5.0)) <= schur_value(data, t0)
@@ -421,8 +403,8 @@ def test_certified_sweep_sound_across_badly_scaled_layers(seed):
     scales = [float(2.0 ** rng.integers(-13, 14)) for _ in base.weights]
     net = build_network([W.toarray() * s if hasattr(W, "toarray") else np.asarray(W) * s
                          for W, s in zip(base.weights, scales)], list(base.biases), [act] * base.depth)
-    c = _c(net)
-    slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+    c = margin_c(net)
+    slopes = None if kind is None else local_slopes(net, random_domain(net, seed, kind))
     exact = exact_fgl(net, c, "2", slopes).value
     data = layer_data(net, c, slopes)
     if data is None:
@@ -447,8 +429,8 @@ def test_lipsdp_neuron_certified_layer_by_layer_stays_sound():
     # dense certificate, and at most a margin above the solver's raw value when the layers prove it
     for i, (widths, seed, act, kind) in enumerate(_cases(15, mode_seed=11)):
         net = _net(widths, seed, act)
-        c = _c(net)
-        slopes = None if kind is None else local_slopes(net, _domain(net, seed, kind))
+        c = margin_c(net)
+        slopes = None if kind is None else local_slopes(net, random_domain(net, seed, kind))
         exact = exact_fgl(net, c, "2", slopes).value
         try:
             ls = lipsdp_neuron(net, c, slopes)

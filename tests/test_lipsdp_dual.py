@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import small_network
-from lipopt.domain import Ball, Box, local_slopes
+from helpers import margin_c, random_domain, small_network
+from lipopt.domain import local_slopes
 from lipopt.exact.enumerate import exact_fgl
 from lipopt.methods.l2 import lipsdp_layers
 from lipopt.methods.sdp import lipsdp_neuron
@@ -17,14 +17,6 @@ from lipopt.relaxations.lipsdp_dual import lipsdp_dual
 from lipopt.slopes import SlopeBox
 
 SHAPES = [(3, 4, 2), (4, 6, 1), (3, 4, 3, 2), (2, 3, 3, 3, 1), (3, 3, 2, 3, 2, 2), (4, 5, 5, 5, 5, 2)]
-
-
-def _c(net):
-    c = np.zeros(net.widths[-1])
-    c[0] = 1.0
-    if c.size > 1:
-        c[-1] = -1.0
-    return c
 
 
 def _case(i):
@@ -41,11 +33,8 @@ def _case(i):
     kind = (None, "box", "inf-ball", "2-ball")[(i // (3 * len(SHAPES))) % 4]
     slopes = None
     if kind is not None:
-        rng = np.random.default_rng(1000 + i)
-        x0, r = rng.standard_normal(net.widths[0]), float(rng.uniform(0.1, 0.8))
-        dom = Box(x0 - r, x0 + r) if kind == "box" else Ball(x0, r, "inf" if kind == "inf-ball" else "2")
-        slopes = local_slopes(net, dom)
-    return net, _c(net), slopes, (widths, i, act, kind)
+        slopes = local_slopes(net, random_domain(net, i, kind))
+    return net, margin_c(net), slopes, (widths, i, act, kind)
 
 
 def _check(cases):
@@ -79,7 +68,7 @@ def test_dual_close_to_the_sdp_optimum_where_sdpa_solves_it():
     gaps = []
     for widths, seed in [((4, 6, 6, 2), 0), ((5, 8, 8, 8, 3), 1), ((6, 10, 10, 1), 0)]:
         net = small_network(widths, seed)
-        c = _c(net)
+        c = margin_c(net)
         ls = lipsdp_neuron(net, c)
         dual = lipsdp_dual(net, c, rank=8, iterations=1500, seed=seed).value
         assert dual <= ls.upper * (1 + 1e-9), (widths, seed, dual, ls.upper)
@@ -90,7 +79,7 @@ def test_dual_close_to_the_sdp_optimum_where_sdpa_solves_it():
 
 def test_constant_function_and_fixed_neurons():
     net = small_network((3, 4, 4, 2), 0)
-    c = _c(net)
+    c = margin_c(net)
     zero = SlopeBox(tuple(np.zeros(n) for n in net.widths[1:-1]), tuple(np.zeros(n) for n in net.widths[1:-1]))
     assert lipsdp_dual(net, c, zero).value == 0.0
     # every slope fixed at 1: the LMI is exact, its optimum is ||c^T W_2 W_1 W_0||_2
@@ -127,7 +116,7 @@ def test_l2_opt_reaches_the_sdp_optimum_on_pruned_nets():
     # before dead neurons left the LMI (layer_data's _live), this net stalled at 12.03 against SDPA's 10.99:
     # multipliers that want 0 or infinity, unreachable in log t; the dual bound exposed it
     net = _pruned(2)
-    c = _c(net)
+    c = margin_c(net)
     ls = lipsdp_neuron(net, c)
     opt = lipsdp_layers(net, c, mode="opt").upper
     dual = lipsdp_dual(net, c, rank=8, iterations=1500, seed=2).value
@@ -143,7 +132,7 @@ def test_dead_neurons_leave_the_lmi_without_changing_it():
     Ws[2][:, 4] = 0.0       # hidden 2, neuron 4: no output
     Ws[1][:, 5] = 0.0       # hidden 1, neuron 5: no output
     net = build_network(Ws, [np.zeros(6), np.zeros(5), np.zeros(3)])
-    c = _c(net)
+    c = margin_c(net)
     data = layer_data(net, c, None)
     assert [list(k) for k in data.kept] == [[0, 1, 3, 4], [0, 1, 2, 3]]
     assert [list(k) for k in layer_data(net, c, None, prune=False).kept] == [list(range(6)), list(range(5))]

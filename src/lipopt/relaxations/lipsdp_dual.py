@@ -29,7 +29,7 @@ import numpy as np
 from ..model.network import Network
 from ..problem import past
 from ..slopes import SlopeBox
-from .lipsdp_layers import layer_data, times_w
+from .lipsdp_layers import layer_data, times_w, times_w_t
 from .quadratic import check_slopes
 
 BETA1, BETA2 = 0.9, 0.999     # Adam's moment decays
@@ -69,12 +69,6 @@ def _value_grad(data, h: list, G0: np.ndarray, V: list):
         dZ = data.m[l][:, None] * dG + (h[l] * s / safe)[:, None] * Zs[l]
         dG = times_w_t(data, l, dZ)
     return num / den, dG / den - (2.0 * num / den ** 2) * G0, [d / den for d in dV]
-
-
-def times_w_t(data, l: int, X: np.ndarray) -> np.ndarray:
-    """W[l]^T @ X (through the CSR copy when W[l] is sparse)."""
-    Ws = data.Ws[l] if data.Ws else None
-    return np.asarray(Ws.T @ X) if Ws is not None else data.W[l].T @ X
 
 
 def _ball(V: np.ndarray) -> np.ndarray:

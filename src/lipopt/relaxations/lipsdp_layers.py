@@ -72,6 +72,12 @@ def times_w(data: LayerData, l: int, X: np.ndarray) -> np.ndarray:
     return np.asarray(Ws @ X) if Ws is not None else data.W[l] @ X
 
 
+def times_w_t(data: LayerData, l: int, X: np.ndarray) -> np.ndarray:
+    """W[l]^T @ X for a dense X (through the CSR copy when W[l] is sparse)."""
+    Ws = data.Ws[l] if data.Ws else None
+    return np.asarray(Ws.T @ X) if Ws is not None else data.W[l].T @ X
+
+
 def sandwich_w(data: LayerData, l: int, v: np.ndarray) -> np.ndarray:
     """W[l]^T diag(v) W[l], dense (a sparse product when W[l] is sparse)."""
     Ws = data.Ws[l] if data.Ws else None
